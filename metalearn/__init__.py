@@ -1,0 +1,1 @@
+"""metalearn area (see its issue); stands on shared/ only."""

@@ -1,0 +1,1 @@
+"""nas area (see its issue); stands on shared/ only."""

@@ -1,0 +1,1 @@
+"""absl entry points: thin wrappers over the area libraries."""

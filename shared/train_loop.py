@@ -1,0 +1,234 @@
+"""`fit`: the one jitted training driver every area uses.
+
+    state = fit(step_fn, state, workdir=..., num_steps=..., key=..., batches=...)
+
+What it does, in order, each step `s` (1-based after the update):
+  1. takes the next host batch (if any), shards it over the mesh's `data` axis;
+  2. runs the jitted, state-donating step with key `fold_in(key, s - 1)`;
+  3. every `log_every` steps: fetches the window's metrics, stops on the first
+     non-finite one (naming step and metric), writes their mean;
+  4. every `eval_every` steps: runs `eval_fn(state)` and writes `eval/...`;
+  5. every `checkpoint_every` steps, at the end, and on SIGTERM/SIGINT: saves
+     (state, iterator position, unlogged metrics) atomically.
+
+On start it restores the latest checkpoint in `workdir`, cuts `metrics.jsonl` back
+to that step and continues, so a killed-and-resumed run writes the same rows and
+ends in the same state as an uninterrupted one. Metrics stay on the device until
+a log step: no per-step host sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from shared import mesh as mesh_lib
+from shared import workdir as workdir_lib
+from shared.checkpoint import Checkpointer
+from shared.errors import ConfigError, Interrupted, NonFiniteError
+from shared.metrics import MetricWriter
+from shared.progress import Progress
+from shared.types import EvalFn, Key, PyTree, StepFn
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What `fit` returns.
+
+    Attributes:
+      state: the final state (replicated over the mesh).
+      train_metrics: the last logged window mean of the step metrics.
+      eval_metrics: the last `eval_fn` result (with `eval/` names), or {}.
+      steps_per_second: measured over this process's steps after the first
+        (compile) step; nan when fewer than two steps ran.
+      start_step: the step this invocation started from (> 0 when resumed).
+    """
+
+    state: PyTree
+    train_metrics: dict[str, float]
+    eval_metrics: dict[str, float]
+    steps_per_second: float
+    start_step: int
+
+
+def fit(
+    step_fn: StepFn,
+    state: PyTree,
+    *,
+    workdir: str,
+    num_steps: int,
+    key: Key,
+    batches: Iterator[Mapping[str, np.ndarray]] | None = None,
+    eval_fn: EvalFn | None = None,
+    log_every: int = 100,
+    eval_every: int = 0,
+    checkpoint_every: int = 1000,
+    mesh: jax.sharding.Mesh | None = None,
+    progress: bool | None = None,
+) -> FitResult:
+    """Trains `state` with `step_fn` for `num_steps` steps, resuming from `workdir`.
+
+    Args:
+      step_fn: pure `(state, batch, key) -> (state, metrics)`; `state` has an
+        integer `step` field; `metrics` is a flat dict of scalars.
+      state: the initial state (used as the restore target when resuming).
+      workdir: where metrics.jsonl and checkpoints/ live; locked while running.
+      num_steps: total steps (not steps of this invocation).
+      key: base PRNG key; step `s` gets `fold_in(key, s)`.
+      batches: host iterator of dict batches, with `get_state`/`set_state` to
+        save its position; None when `step_fn` draws its own data from the key.
+      eval_fn: `state -> metrics` run every `eval_every` steps and at the end.
+      log_every, eval_every, checkpoint_every: intervals in steps (0 = never,
+        except that the final step always logs, evaluates and checkpoints).
+      mesh: the device mesh (default: all devices on one `data` axis).
+      progress: show a progress bar (default: only on a terminal).
+
+    Returns:
+      A `FitResult`.
+
+    Raises:
+      NonFiniteError: a metric became NaN/Inf; the last checkpoint is left intact.
+      Interrupted: SIGTERM/SIGINT arrived; a checkpoint was saved first.
+    """
+    for name, value in [("num_steps", num_steps), ("log_every", log_every)]:
+        if value < 1:
+            raise ConfigError(f"{name}={value} must be >= 1; set --config.{name}.")
+    workdir_lib.lock(workdir)
+    mesh = mesh or mesh_lib.make_mesh()
+    writer = MetricWriter(workdir)
+    checkpointer = Checkpointer(workdir)
+    # A private copy: donation must not invalidate the caller's arrays.
+    state = mesh_lib.replicate(jax.tree.map(jnp.copy, state), mesh)
+    pending: list[tuple[int, dict[str, Any]]] = []
+    restored = checkpointer.restore(state)
+    if restored is not None:
+        state, host = restored
+        if batches is not None and "batches" in host:
+            batches.set_state(host["batches"])
+        pending = [(int(step), dict(row)) for step, row in host.get("pending", [])]
+        writer.truncate_after(int(state.step))
+        logging.info("resumed from checkpoint at step %d", int(state.step))
+    start_step = int(state.step)
+
+    def wrapped(state, batch, base_key):
+        return step_fn(state, batch, jax.random.fold_in(base_key, state.step))
+
+    jitted = jax.jit(wrapped, donate_argnums=0)
+    bar = Progress(num_steps, start_step, progress)
+    train_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    timer_start, timer_step = None, start_step
+
+    def save(step):
+        host_pending = _to_host(pending)
+        checkpointer.save(
+            step,
+            state,
+            {
+                "batches": batches.get_state() if hasattr(batches, "get_state") else {},
+                "pending": [[s, row] for s, row in host_pending],
+            },
+        )
+
+    with jax.set_mesh(mesh), _signals_to_flag() as stop:
+        for step in range(start_step + 1, num_steps + 1):
+            batch = next(batches) if batches is not None else None
+            batch = mesh_lib.shard_batch(batch, mesh) if batch is not None else None
+            state, metrics = jitted(state, batch, key)
+            pending.append((step, metrics))
+            last = step == num_steps
+            if step == start_step + 1:
+                jax.block_until_ready(state)
+                timer_start, timer_step = _now(), step
+            if step % log_every == 0 or last:
+                train_metrics = _mean(_to_host(pending))
+                writer.write(step, train_metrics)
+                pending = []
+            if (eval_every and step % eval_every == 0) or (last and eval_fn):
+                if eval_fn is not None:
+                    eval_metrics = _prefixed(eval_fn(state))
+                    writer.write(step, eval_metrics)
+            if (checkpoint_every and step % checkpoint_every == 0) or last:
+                save(step)
+            bar.update(step)
+            if stop.signum is not None:
+                save(step)
+                bar.close(step)
+                raise Interrupted(step, stop.signum)
+        if restored is not None and start_step == num_steps and eval_fn is not None:
+            eval_metrics = _prefixed(eval_fn(state))  # finished run: report again
+        bar.close(num_steps)
+    jax.block_until_ready(state)
+    done = num_steps - timer_step
+    rate = done / (_now() - timer_start) if timer_start and done > 0 else math.nan
+    checkpointer.close()
+    return FitResult(state, train_metrics, eval_metrics, rate, start_step)
+
+
+def _to_host(pending):
+    """Fetches pending metrics and raises on the first non-finite value."""
+    rows = jax.device_get(pending)
+    out = []
+    for step, row in rows:
+        host = {name: float(value) for name, value in row.items()}
+        for name, value in host.items():
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    f"metric {name} is {value} at step {step}; stopping. The last "
+                    "checkpoint (before this step) is intact. Lower the learning "
+                    "rate or check the data, then rerun to resume."
+                )
+        out.append((step, host))
+    return out
+
+
+def _mean(rows) -> dict[str, float]:
+    names = rows[-1][1].keys()
+    return {name: float(np.mean([row[name] for _, row in rows])) for name in names}
+
+
+def _prefixed(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {(k if "/" in k else f"eval/{k}"): float(v) for k, v in metrics.items()}
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+class _StopFlag:
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _signals_to_flag():
+    """SIGTERM/SIGINT set a flag the loop checks after each step."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        del frame
+        flag.signum = signum
+
+    previous = {
+        signum: signal.signal(signum, handler)
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

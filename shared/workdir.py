@@ -1,0 +1,67 @@
+"""Workdir housekeeping: an exclusive lock and atomic JSON files (process 0 only)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from typing import Any
+
+from shared.errors import WorkdirLockedError
+from shared.metrics import is_main_process
+
+_HELD: dict[str, Any] = {}  # realpath -> open lock file, held for the process life
+
+
+def lock(workdir: str) -> None:
+    """Takes `workdir/.lock` for this process, or refuses if a live run holds it.
+
+    The lock is an `flock`: the kernel drops it when the holder dies (even by
+    `kill -9`), so a crashed run never leaves a stale lock behind.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.realpath(os.path.join(workdir, ".lock"))
+    if path in _HELD:
+        return
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise WorkdirLockedError(
+            f"workdir {workdir} is in use by a live run (pid {holder}); wait for it "
+            "to finish, stop it, or choose another --workdir."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _HELD[path] = handle
+
+
+def unlock(workdir: str) -> None:
+    path = os.path.realpath(os.path.join(workdir, ".lock"))
+    handle = _HELD.pop(path, None)
+    if handle is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def write_json(workdir: str, name: str, obj: Any) -> str:
+    """Writes `workdir/name` atomically (tmp + rename) from process 0."""
+    path = os.path.join(workdir, name)
+    if is_main_process():
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    return path
+
+
+def read_json(workdir: str, name: str) -> Any:
+    with open(os.path.join(workdir, name)) as f:
+        return json.load(f)

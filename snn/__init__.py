@@ -1,0 +1,1 @@
+"""snn area (see its issue); stands on shared/ only."""

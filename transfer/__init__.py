@@ -1,0 +1,1 @@
+"""transfer area (see its issue); stands on shared/ only."""
