@@ -47,10 +47,20 @@ def test_smoke_run_writes_the_workdir(tmp_path):
     assert os.listdir(tmp_path / "checkpoints")
 
 
-def test_sigterm_midway_then_resume_equals_uninterrupted(tmp_path):
-    flags = ("--config.num_epochs=6", "--config.checkpoint_every=10")
-    code, _, stderr = train(tmp_path / "ref", *flags)
+RESUME_FLAGS = ("--config.num_epochs=4", "--config.checkpoint_every=3")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted run that the interrupted ones must reproduce exactly."""
+    workdir = tmp_path_factory.mktemp("reference")
+    code, _, stderr = train(workdir, *RESUME_FLAGS)
     assert code == 0, stderr
+    return workdir
+
+
+def test_sigterm_midway_then_resume_equals_uninterrupted(tmp_path, reference_run):
+    flags = RESUME_FLAGS
     process = train(tmp_path / "cut", *flags, wait=False)
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until training is under way
@@ -64,8 +74,8 @@ def test_sigterm_midway_then_resume_equals_uninterrupted(tmp_path):
     assert "checkpoint saved" in stderr and "resume" in stderr
     code, _, stderr = train(tmp_path / "cut", *flags)
     assert code == 0, stderr
-    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "ref")
-    summary_ref = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    assert read_metrics(tmp_path / "cut") == read_metrics(reference_run)
+    summary_ref = json.loads((reference_run / "summary.json").read_text())
     summary_cut = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary_cut["resumed_from_step"] > 0
     assert summary_cut["test_accuracy"] == summary_ref["test_accuracy"]
@@ -117,3 +127,22 @@ def test_second_run_on_a_live_workdir_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_kill_9_leaves_a_resumable_workdir(tmp_path, reference_run):
+    """SIGKILL gives no chance to save: the run resumes from its last checkpoint."""
+    flags = RESUME_FLAGS
+    process = train(tmp_path / "cut", *flags, wait=False)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        rows = read_metrics(tmp_path / "cut") if (tmp_path / "cut").exists() else []
+        if any(r["step"] >= 30 for r in rows):
+            break
+        time.sleep(0.01)
+    process.kill()
+    process.communicate(timeout=60)
+    code, _, stderr = train(tmp_path / "cut", *flags)
+    assert code == 0, stderr
+    assert read_metrics(tmp_path / "cut") == read_metrics(reference_run)
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert 0 < summary["resumed_from_step"] < 64
