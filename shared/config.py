@@ -4,7 +4,7 @@ Generic rules by field name (so every area's config gets them for free):
   `seed`                                  int >= 0
   `*batch_size`, `num_*`, `*_steps`       int >= 1 (`*_steps` ending in
                                           `inner_steps` may be 0: zero-step MAML)
-  `*_every`                               int >= 0 (0 = never)
+  `*_every`, `num_devices`                int >= 0 (0 = never / all devices)
   `*learning_rate*`, `*_lr`               finite float > 0
 Then the trainer module's own `validate_config(config)`, if it defines one.
 """

@@ -27,9 +27,9 @@ def initialize_distributed() -> None:
 
 
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh named `data` over the first `num_devices` devices (default all)."""
+    """A 1-D mesh named `data` over the first `num_devices` devices (0/None: all)."""
     available = jax.device_count()
-    num_devices = available if num_devices is None else num_devices
+    num_devices = num_devices or available  # None or 0: every device
     if not 0 < num_devices <= available:
         raise ConfigError(
             f"num_devices={num_devices} but {available} device(s) are visible; "

@@ -1,0 +1,80 @@
+"""Shared fields and variant parsing of the Omniglot few-shot configs.
+
+A variant is `<budget>` or `<budget>_<setting>`: budget `smoke` (seconds, for
+tests), `quick` (minutes on a CPU) or `paper` (the published schedule); setting
+`5w1s` (default), `5w5s`, `20w1s` or `20w5s`, the test ways and shots.
+"""
+
+import re
+
+import ml_collections
+
+from shared.errors import ConfigError
+
+BUDGETS = ("smoke", "quick", "paper")
+
+
+def parse_variant(variant: str) -> tuple[str, int, int]:
+    """`"paper_20w5s"` -> ("paper", 20, 5)."""
+    match = re.fullmatch(r"(smoke|quick|paper)(?:_(5|20)w(1|5)s)?", variant)
+    if match is None:
+        raise ConfigError(
+            f"unknown config variant {variant!r}; use smoke, quick or paper, "
+            "optionally with _5w1s, _5w5s, _20w1s or _20w5s (e.g. :paper_20w1s)"
+        )
+    budget, way, shot = match.groups()
+    return budget, int(way or 5), int(shot or 1)
+
+
+def base_config(learner: str, variant: str) -> ml_collections.ConfigDict:
+    budget, way, shot = parse_variant(variant)
+    config = ml_collections.ConfigDict()
+    config.area = "metalearn"
+    config.variant = variant
+    config.learner = learner
+    config.seed = 0
+    config.data_dir = ml_collections.config_dict.placeholder(str)
+    config.num_devices = ml_collections.config_dict.placeholder(int)
+    config.split = "vinyals"  # or "official" (background / evaluation)
+    config.rotations = True
+    # model
+    config.hidden = 64
+    config.depth = 4  # conv blocks (Conv-4)
+    config.test_bn = "running"  # BatchNorm at test: running stats (Snell's eval())
+    config.chunk = 0  # conv batch chunking, a CPU speed knob (0 = off)
+    config.fce = False
+    config.fce_steps = 5
+    # episodes
+    config.train_way = way
+    config.train_shot = shot
+    config.train_query = 5
+    config.meta_batch = 1
+    config.test_way = way
+    config.test_shot = shot
+    config.test_query = 15
+    config.test_episodes = 1000 if budget == "paper" else 600
+    config.test_seed = 1234
+    config.eval_episodes = 100  # periodic, on other test episodes (monitoring only)
+    config.eval_chunk = 50  # test episodes per jitted evaluation call
+    # optimisation
+    config.learning_rate = 1e-3
+    config.lr_halve_every = 2000
+    config.num_steps = 20000
+    config.log_every = 100
+    config.eval_every = 2000
+    config.checkpoint_every = 1000
+    if budget == "smoke":
+        config.hidden = 8
+        config.depth = 2  # a smaller graph to compile; 7x7x8 embeddings
+        config.train_way = config.test_way = 3
+        config.train_shot = config.test_shot = 1
+        config.train_query = 2
+        config.test_query = 2
+        config.meta_batch = 2
+        config.num_steps = 4
+        config.test_episodes = 8
+        config.eval_episodes = 8
+        config.log_every = 2
+        config.eval_every = 4
+        config.checkpoint_every = 4
+    return config, budget

@@ -1,0 +1,24 @@
+"""Matching Networks on Omniglot (Vinyals et al. 2016, Table 1).
+
+    python -m scripts.train --config=metalearn/configs/omniglot_matching.py:quick \
+        --workdir=workdirs/matching_quick
+
+Variants (see `fewshot.py`): `smoke`, `quick`, `paper`, each optionally with a
+test setting `_5w1s` (default), `_5w5s`, `_20w1s`, `_20w5s`. Training uses the
+test ways and shots (as Vinyals et al. do), 5 queries per class, Adam 1e-3;
+no FCE on Omniglot (the paper used FCE for miniImageNet; `--config.fce=True`
+switches it on).
+"""
+
+from metalearn.configs.fewshot import base_config
+
+
+def get_config(variant: str = "quick"):
+    config, budget = base_config("matching", variant)
+    if budget == "quick":
+        config.num_steps = 3000
+        config.meta_batch = 4
+        config.lr_halve_every = 1000
+        config.eval_every = 1000
+        config.checkpoint_every = 500
+    return config

@@ -1,0 +1,158 @@
+"""Conv-4: the embedding network of Matching Networks, ProtoNets and MAML.
+
+Four blocks of [3x3 conv (64 filters, SAME), BatchNorm, ReLU, 2x2 max-pool]
+(Vinyals et al. 2016, arXiv:1606.04080; Snell et al. 2017, arXiv:1703.05175;
+Finn et al. 2017, arXiv:1703.03400). 28x28 inputs give 28-14-7-3-1, so a 64-d
+embedding; 84x84 gives 5x5x64 = 1600-d (`output_dim`). Pooling floors odd
+sizes, as PyTorch's `MaxPool2d(2)` does.
+
+Parameters are a plain pytree of arrays, so MAML can differentiate through
+per-task copies and ProtoNets can share one copy. The forward takes a
+meta-batch `(E, B, H, W, C)` and folds it into one `(E*B, ...)` convolution
+batch (weights are shared), while BatchNorm statistics stay per episode: a
+folded meta-batch gives the same numbers as embedding each episode on its own.
+
+BatchNorm modes:
+  `batch`         per-episode batch statistics; running averages updated
+                  (training, PyTorch momentum 0.1 with the unbiased variance).
+  `transductive`  per-episode batch statistics, running averages untouched
+                  (test-time, as MAML evaluates).
+  `running`       the running averages (PyTorch's `model.eval()`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+BN_MODES = ("batch", "transductive", "running")
+_EPSILON = 1e-5
+
+
+def output_dim(size: int, hidden: int = 64, depth: int = 4) -> int:
+    """Embedding size of a (size, size) input."""
+    for _ in range(depth):
+        size //= 2
+    if size < 1:
+        raise ValueError(f"a {depth}-block Conv-4 needs inputs of at least 2**{depth}")
+    return hidden * size * size
+
+
+def init(key: jax.Array, in_channels: int = 1, hidden: int = 64, depth: int = 4):
+    """Returns `(params, stats)`: conv weights + BN affine, and BN running stats.
+
+    params: {"conv": [(3, 3, C_in, hidden)] * depth,
+             "scale": [(hidden,)] * depth, "shift": [(hidden,)] * depth}
+    stats:  {"mean": [(hidden,)] * depth, "var": [(hidden,)] * depth}
+    """
+    keys = jax.random.split(key, depth)
+    channels = [in_channels] + [hidden] * depth
+    # He-normal (untruncated: truncated normals take seconds to compile on CPU)
+    params = {
+        "conv": [
+            jax.random.normal(keys[i], (3, 3, channels[i], hidden))
+            * jnp.sqrt(2.0 / (9 * channels[i]))
+            for i in range(depth)
+        ],
+        "scale": [jnp.ones((hidden,)) for _ in range(depth)],
+        "shift": [jnp.zeros((hidden,)) for _ in range(depth)],
+    }
+    stats = {
+        "mean": [jnp.zeros((hidden,)) for _ in range(depth)],
+        "var": [jnp.ones((hidden,)) for _ in range(depth)],
+    }
+    return params, stats
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max-pool of (B, H, W, C), flooring odd sizes; reshape+max is 1.5x
+    faster than `reduce_window` on XLA:CPU (shared/PERF-NOTES.md)."""
+    b, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _conv(x: jax.Array, kernel: jax.Array, chunk: int) -> jax.Array:
+    """3x3 SAME conv of (B, H, W, C); `chunk` > 0 splits B into cache-sized
+    pieces inside the same graph (faster on CPU for B >> 16, PERF-NOTES)."""
+
+    def conv(part):
+        return jax.lax.conv_general_dilated(
+            part, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    if chunk <= 0 or x.shape[0] <= chunk:
+        return conv(x)
+    pieces = [conv(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    return jnp.concatenate(pieces)
+
+
+def apply(
+    params,
+    stats,
+    x: jax.Array,
+    *,
+    mode: str = "batch",
+    momentum: float = 0.1,
+    chunk: int = 0,
+):
+    """Embeds a meta-batch of image sets.
+
+    Args:
+      params, stats: from `init`.
+      x: (E, B, H, W, C) float32; BatchNorm statistics are taken per episode
+        (over B, H, W) in `batch`/`transductive` modes.
+      mode: one of `BN_MODES`.
+      momentum: running-average rate (PyTorch convention) in `batch` mode.
+      chunk: conv batch chunk size (0 = one conv over all E*B images).
+
+    Returns:
+      (features (E, B, D), new_stats); new_stats is `stats` unless mode=`batch`.
+    """
+    if mode not in BN_MODES:
+        raise ValueError(f"mode={mode!r}; use one of {BN_MODES}")
+    episodes, batch = x.shape[:2]
+    h = x.reshape(episodes * batch, *x.shape[2:])
+    new_mean, new_var = [], []
+    for i, kernel in enumerate(params["conv"]):
+        h = _conv(h, kernel, chunk)
+        h = h.reshape(episodes, batch, *h.shape[1:])
+        if mode == "running":
+            mean, var = stats["mean"][i], stats["var"][i]
+        else:
+            mean = h.mean(axis=(1, 2, 3), keepdims=True)
+            var = jnp.square(h - mean).mean(axis=(1, 2, 3), keepdims=True)
+            if mode == "batch":
+                count = batch * h.shape[2] * h.shape[3]
+                unbiased = var.mean(axis=(0, 1, 2, 3)) * count / max(count - 1, 1)
+                batch_mean = jax.lax.stop_gradient(mean.mean(axis=(0, 1, 2, 3)))
+                new_mean.append(
+                    (1 - momentum) * stats["mean"][i] + momentum * batch_mean
+                )
+                new_var.append(
+                    (1 - momentum) * stats["var"][i]
+                    + momentum * jax.lax.stop_gradient(unbiased)
+                )
+        h = (h - mean) * jax.lax.rsqrt(var + _EPSILON)
+        h = jax.nn.relu(h * params["scale"][i] + params["shift"][i])
+        h = max_pool_2x2(h.reshape(episodes * batch, *h.shape[2:]))
+    features = h.reshape(episodes, batch, -1)
+    if mode == "batch":
+        stats = {"mean": new_mean, "var": new_var}
+    return features, stats
+
+
+def embed_episodes(params, stats, episodes, *, mode: str, chunk: int = 0):
+    """Embeds support and query of a meta-batch together, as one batch per episode
+    (Snell et al. concatenate them, so BatchNorm sees both).
+
+    Args:
+      episodes: an `Episode` with a leading (E,) axis.
+
+    Returns:
+      (support (E, N*K, D), query (E, N*Q, D), new_stats).
+    """
+    num_support = episodes.support_x.shape[1]
+    images = jnp.concatenate([episodes.support_x, episodes.query_x], axis=1)
+    features, stats = apply(params, stats, images, mode=mode, chunk=chunk)
+    return features[:, :num_support], features[:, num_support:], stats

@@ -1,0 +1,168 @@
+"""The ENAS controller: an LSTM policy that writes a macro architecture.
+
+Pham et al., "Efficient Neural Architecture Search via Parameter Sharing" (2018,
+arXiv:1802.03268), Section 2.3 and Figure 5 (macro search), following the
+official `general_controller.py` (github.com/melodyguan/enas): one LSTM layer of
+64 units without bias, all weights uniform in [-0.1, 0.1]. For layer i the LSTM
+first emits the op (softmax over `w_soft`), then, fed the op's embedding, emits
+its hidden state `h_i`; skip j -> i is a binary choice with logits `[-q, q]`,
+`q = v . tanh(W1 h_j + W2 h_i)` (attention over earlier anchors); the next input
+is the mean of the chosen anchors. Logits are divided by `temperature`, then
+squashed to `tanh_constant * tanh(.)` (ops use `tanh_constant / op_tanh_reduce`).
+
+`rollout(params, config, key)` samples one architecture with its log-probability,
+entropy (exact, per decision) and skip penalty; `rollout(..., arch=a)` scores a
+given one (teacher forcing). `sample` is one vmapped call over many keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nas import search_space as space_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerConfig:
+    """Static controller hyperparameters (official macro-search values)."""
+
+    space: space_lib.SearchSpace
+    lstm_size: int = 64
+    tanh_constant: float | None = 1.5
+    op_tanh_reduce: float = 1.0  # general_controller.py does not reduce op logits
+    temperature: float | None = None
+    skip_target: float = 0.4
+    op_bias_init: tuple[float, ...] | None = None  # None: zeros (official macro)
+
+
+class Rollout(NamedTuple):
+    """One architecture and its statistics (leading axes added by vmap)."""
+
+    arch: jax.Array  # (length,) int32
+    log_prob: jax.Array  # () sum of per-decision log-probabilities
+    entropy: jax.Array  # () sum of per-decision entropies
+    skip_penalty: jax.Array  # () mean over layers of KL(p_skip || skip_target)
+    skip_count: jax.Array  # () number of skips taken
+
+
+def init(key: jax.Array, config: ControllerConfig) -> dict[str, jax.Array]:
+    """Controller parameters, uniform in [-0.1, 0.1] as the official code."""
+    size, num_ops = config.lstm_size, len(config.space.op_names)
+    shapes = {
+        "w_lstm": (2 * size, 4 * size),
+        "g_emb": (size,),
+        "w_emb": (num_ops, size),
+        "w_soft": (size, num_ops),
+        "w_attn_1": (size, size),
+        "w_attn_2": (size, size),
+        "v_attn": (size,),
+    }
+    keys = jax.random.split(key, len(shapes))
+    params = {
+        name: jax.random.uniform(k, shape, minval=-0.1, maxval=0.1)
+        for k, (name, shape) in zip(keys, shapes.items(), strict=True)
+    }
+    bias = config.op_bias_init or (0.0,) * num_ops
+    params["b_soft"] = jnp.asarray(bias, jnp.float32)
+    return params
+
+
+def _lstm(w, x, c, h):
+    """The official bias-free LSTM cell (i, f, o, g gate order)."""
+    gates = jnp.concatenate([x, h]) @ w
+    i, f, o, g = jnp.split(gates, 4)
+    c = jax.nn.sigmoid(i) * jnp.tanh(g) + jax.nn.sigmoid(f) * c
+    return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+
+def _squash(logits, config: ControllerConfig, reduce: float = 1.0):
+    if config.temperature is not None:
+        logits = logits / config.temperature
+    if config.tanh_constant is not None:
+        logits = (config.tanh_constant / reduce) * jnp.tanh(logits)
+    return logits
+
+
+def _decide(logits, gumbel, given):
+    """Samples (or takes `given`) from `logits` (..., n): action, log p, entropy.
+
+    Sampling is the Gumbel-max trick with noise drawn once per rollout: one
+    random-bits op instead of one per decision keeps the compiled graph small.
+    """
+    log_p = jax.nn.log_softmax(logits)
+    action = jnp.argmax(logits + gumbel, axis=-1) if given is None else given
+    chosen = jnp.take_along_axis(log_p, action[..., None], axis=-1)[..., 0]
+    entropy = -(jnp.exp(log_p) * log_p).sum(-1)
+    return action.astype(jnp.int32), chosen, entropy
+
+
+def rollout(
+    params: dict[str, jax.Array],
+    config: ControllerConfig,
+    key: jax.Array,
+    arch: jax.Array | None = None,
+) -> Rollout:
+    """Samples a macro architecture (or scores `arch`, ignoring `key`)."""
+    space = config.space
+    if space.name != "macro":
+        raise NotImplementedError(f"controller for the {space.name} space")
+    num_layers, size = space.size, config.lstm_size
+    key_op, key_skip = jax.random.split(key)
+    num_ops = len(space.op_names)
+    noise_op = jax.random.gumbel(key_op, (num_layers, num_ops))
+    noise_skip = jax.random.gumbel(key_skip, (num_layers, num_layers, 2))
+    c = h = jnp.zeros(size)
+    inputs = params["g_emb"]
+    anchors, anchors_w1, pieces = [], [], []
+    log_prob = entropy = skip_count = jnp.zeros(())
+    penalties = []
+    target = jnp.array([1.0 - config.skip_target, config.skip_target])
+    for layer in range(num_layers):
+        c, h = _lstm(params["w_lstm"], inputs, c, h)
+        logits = h @ params["w_soft"] + params["b_soft"]
+        logits = _squash(logits, config, config.op_tanh_reduce)
+        start = layer + layer * (layer - 1) // 2  # official layout: op, skips
+        given = None if arch is None else arch[start]
+        op, lp, ent = _decide(logits, noise_op[layer], given)
+        log_prob, entropy = log_prob + lp, entropy + ent
+        pieces.append(op[None])
+        c, h = _lstm(params["w_lstm"], params["w_emb"][op], c, h)
+        if layer > 0:
+            query = jnp.tanh(jnp.stack(anchors_w1) + h @ params["w_attn_2"])
+            query = query @ params["v_attn"]  # (layer,)
+            logits = _squash(jnp.stack([-query, query], -1), config)
+            given = None if arch is None else arch[start + 1 : start + 1 + layer]
+            skip, lp, ent = _decide(logits, noise_skip[layer, :layer], given)
+            log_prob, entropy = log_prob + lp.sum(), entropy + ent.sum()
+            prob = jax.nn.softmax(logits)  # (layer, 2): [p(no skip), p(skip)]
+            penalties.append((prob * jnp.log(prob / target)).sum())
+            pieces.append(skip)
+            weights = skip.astype(jnp.float32)
+            skip_count = skip_count + weights.sum()
+            inputs = weights @ jnp.stack(anchors) / (1.0 + weights.sum())
+        else:
+            inputs = params["g_emb"]
+        anchors.append(h)
+        anchors_w1.append(h @ params["w_attn_1"])
+    penalty = jnp.mean(jnp.stack(penalties)) if penalties else jnp.zeros(())
+    return Rollout(jnp.concatenate(pieces), log_prob, entropy, penalty, skip_count)
+
+
+def sample(
+    params: dict[str, jax.Array], config: ControllerConfig, key: jax.Array, num: int
+) -> Rollout:
+    """`num` architectures in one vmapped call; fields gain a leading (num,) axis."""
+    keys = jax.random.split(key, num)
+    return jax.vmap(lambda k: rollout(params, config, k))(keys)
+
+
+def score(
+    params: dict[str, jax.Array], config: ControllerConfig, archs: jax.Array
+) -> Rollout:
+    """Log-probability, entropy and skip penalty of given archs (num, length)."""
+    key = jax.random.key(0)  # unused when the arch is given
+    return jax.vmap(lambda a: rollout(params, config, key, a))(archs)

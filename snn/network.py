@@ -1,0 +1,238 @@
+"""Feed-forward spiking networks run time-major `(T, B, ...)`, and their ANN twins.
+
+A network is a stack of weighted layers, each followed by a neuron layer:
+  MLP  784-800-10 (STBP: Wu et al. 2018, "Spatio-Temporal Backpropagation for
+       Training High-performance Spiking Neural Networks", arXiv:1706.02609,
+       Table 2, 98.89% on MNIST);
+  CNN  12C5-MP2-64C5-MP2-FC10 (the snnTorch tutorial CNN; STBP reports 99.42%
+       for a larger 15C5-P2-40C5-P2-300 CNN).
+The last neuron layer is the readout: LIF spikes (decode by count) or a
+non-spiking leaky integrator (decode by max or final membrane).
+
+Speed (../shared/PERF-NOTES.md): convolutions inside `lax.scan` are 5-30x
+slower on XLA:CPU than outside, so the network runs layer by layer: a conv
+layer (conv, max-pool) is applied to all T frames at once as one batch of T*B,
+and only the neuron state is scanned over time. Dense layers are the opposite:
+one (T*B, 784) x (784, 256) matmul fell out of the 2 MB L2 cache and its
+weight gradient took 66 ms against 28 ms for T per-step (B, 784) matmuls in a
+scan, so by default (`dense_in_scan`) a dense layer's matmul runs per step
+inside its neuron scan. Either way a feed-forward net computes exactly what a
+step-by-step loop computes (tested against one). `remat` wraps each neuron
+step in `jax.checkpoint`; `truncate=K` cuts the gradient through the neuron
+state every K steps (truncated BPTT). With `spiking=False` the same layers
+form an ANN with ReLU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from snn import neurons as neurons_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """A weighted layer: `kind` "dense" or "conv" (VALID, stride 1), then `pool`."""
+
+    kind: str
+    features: int
+    kernel: int = 0
+    pool: int = 1
+
+
+def mlp_layers(hidden: tuple[int, ...], num_classes: int = 10) -> tuple[Layer, ...]:
+    return tuple(Layer("dense", n) for n in (*hidden, num_classes))
+
+
+def cnn_layers(
+    channels: tuple[int, ...] = (12, 64), kernel: int = 5, num_classes: int = 10
+) -> tuple[Layer, ...]:
+    convs = tuple(Layer("conv", c, kernel, pool=2) for c in channels)
+    return (*convs, Layer("dense", num_classes))
+
+
+def layer_shapes(layers, input_shape) -> list[tuple[tuple[int, ...], tuple]]:
+    """[(input shape, output shape)] per layer, without batch/time axes."""
+    shapes, shape = [], tuple(input_shape)
+    for layer in layers:
+        if layer.kind == "dense":
+            out = (layer.features,)
+        else:
+            h, w, _ = shape
+            k, p = layer.kernel, layer.pool
+            out = ((h - k + 1) // p, (w - k + 1) // p, layer.features)
+        shapes.append((shape, out))
+        shape = out
+    return shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """Static description; `init` makes the parameters, `apply` runs it.
+
+    Attributes:
+      layers: the weighted layers (see `mlp_layers`, `cnn_layers`).
+      input_shape: one sample, e.g. (784,) or (28, 28, 1).
+      neuron: hidden (and spiking readout) neuron, e.g. `neurons.LIF()`.
+      readout: "spikes" (last layer is `neuron`) or "membrane" (leaky integrator).
+      spiking: False = ANN with ReLU, no time axis.
+      remat: `jax.checkpoint` each neuron step (recompute in the backward pass).
+      truncate: truncated-BPTT window in steps (0 = full BPTT).
+      dense_in_scan: run dense layers' matmuls per step inside the neuron scan
+        (B-row matmuls stay in cache; see the module docstring).
+    """
+
+    layers: tuple[Layer, ...]
+    input_shape: tuple[int, ...]
+    neuron: neurons_lib.LIF = neurons_lib.LIF()
+    readout: str = "spikes"
+    spiking: bool = True
+    remat: bool = False
+    truncate: int = 0
+    dense_in_scan: bool = True
+
+    def neuron_at(self, index: int):
+        if index == len(self.layers) - 1 and self.readout == "membrane":
+            return neurons_lib.LeakyIntegrator(self.neuron.beta)
+        return self.neuron
+
+    def init(self, key: jax.Array) -> dict:
+        """PyTorch's default init, U(+-1/sqrt(fan_in)) for weights and biases."""
+        params = {"layers": [], "neurons": []}
+        shapes = layer_shapes(self.layers, self.input_shape)
+        keys = jax.random.split(key, len(self.layers))
+        for index, (layer, (shape_in, _), k) in enumerate(
+            zip(self.layers, shapes, keys, strict=True)
+        ):
+            if layer.kind == "dense":
+                w_shape = (math.prod(shape_in), layer.features)
+            else:
+                w_shape = (layer.kernel, layer.kernel, shape_in[-1], layer.features)
+            bound = 1.0 / math.sqrt(math.prod(w_shape[:-1]))
+            key_w, key_b = jax.random.split(k)
+            params["layers"].append(
+                {
+                    "w": jax.random.uniform(
+                        key_w, w_shape, minval=-bound, maxval=bound
+                    ),
+                    "b": jax.random.uniform(
+                        key_b, (layer.features,), minval=-bound, maxval=bound
+                    ),
+                }
+            )
+            neuron = self.neuron_at(index)
+            params["neurons"].append(
+                neuron.init_params(layer.features) if self.spiking else {}
+            )
+        return params
+
+    def apply(self, params: dict, inputs: jax.Array) -> dict[str, jax.Array]:
+        """Runs the network.
+
+        Args:
+          params: from `init`.
+          inputs: spikes (T, B, *input_shape) (or (B, *input_shape) floats for
+            an ANN).
+
+        Returns:
+          {"spikes": (T, B, C) readout spikes, "membrane": (T, B, C) readout
+          membrane, "layer_inputs": [(T, B, ...) input of each layer]};
+          for an ANN {"logits": (B, C), "layer_inputs": [...]}.
+        """
+        lead = inputs.shape[: inputs.ndim - len(self.input_shape)]
+        x, layer_inputs = inputs, []
+        for index, layer in enumerate(self.layers):
+            layer_inputs.append(x)
+            weighted = functools.partial(_weighted, layer, params["layers"][index])
+            if self.spiking and layer.kind == "dense" and self.dense_in_scan:
+                spikes, membrane = run_neuron(
+                    self.neuron_at(index),
+                    params["neurons"][index],
+                    x,
+                    remat=self.remat,
+                    truncate=self.truncate,
+                    weighted=weighted,
+                    keep_membrane=index == len(self.layers) - 1,
+                )
+                x = spikes
+                continue
+            x = weighted(x.reshape(-1, *x.shape[len(lead) :]))
+            x = x.reshape(*lead, *x.shape[1:])
+            last = index == len(self.layers) - 1
+            if not self.spiking:
+                x = x if last else jax.nn.relu(x)
+                continue
+            spikes, membrane = run_neuron(
+                self.neuron_at(index),
+                params["neurons"][index],
+                x,
+                remat=self.remat,
+                truncate=self.truncate,
+                keep_membrane=last,
+            )
+            x = spikes
+        if not self.spiking:
+            return {"logits": x, "layer_inputs": layer_inputs}
+        return {"spikes": spikes, "membrane": membrane, "layer_inputs": layer_inputs}
+
+
+def _weighted(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
+    """The stateless part of a layer on a batch (N, ...)."""
+    if layer.kind == "dense":
+        return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
+    x = jax.lax.conv_general_dilated(
+        x, params["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    x = x + params["b"]
+    if layer.pool > 1:
+        n, h, w, c = x.shape
+        p = layer.pool
+        x = x.reshape(n, h // p, p, w // p, p, c).max(axis=(2, 4))
+    return x
+
+
+def run_neuron(
+    neuron,
+    params: dict,
+    currents: jax.Array,
+    *,
+    remat: bool = False,
+    truncate: int = 0,
+    weighted=None,
+    keep_membrane: bool = True,
+) -> tuple[jax.Array, jax.Array | None]:
+    """Scans `neuron` over time: currents (T, B, ...) -> (spikes, membrane).
+
+    With `weighted`, `currents` are the layer's inputs and each step's current
+    is `weighted(currents[t])`. `keep_membrane=False` returns None for the
+    membrane: stacking it (and a step index, needed only to truncate) made
+    the backward pass of a 784-256-10 step 2x slower.
+    """
+    num_steps = currents.shape[0]
+
+    def body(state, inputs):
+        t, current = inputs if truncate else (None, inputs)
+        if weighted is not None:
+            current = weighted(current)
+        if truncate:
+            cut = t % truncate == 0
+            state = jax.tree.map(
+                lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), state
+            )
+        state, spikes = neuron.step(params, state, current)
+        return state, (spikes, state.membrane if keep_membrane else None)
+
+    if remat:
+        body = jax.checkpoint(body)
+    shape = currents.shape[1:]
+    if weighted is not None:
+        shape = jax.eval_shape(weighted, currents[0]).shape
+    state = neuron.init_state(shape, currents.dtype)
+    xs = (jnp.arange(num_steps), currents) if truncate else currents
+    _, (spikes, membrane) = jax.lax.scan(body, state, xs)
+    return spikes, membrane

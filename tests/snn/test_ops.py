@@ -1,0 +1,53 @@
+"""Operation counts against brute-force and hand counts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snn import network, ops
+
+
+def test_conv_fan_out_matches_brute_force():
+    layer = network.Layer("conv", 2, kernel=3)
+    h, w, c = 5, 4, 3
+    brute = np.zeros((h, w, c), np.int64)
+    for r in range(h - 2):
+        for q in range(w - 2):
+            brute[r : r + 3, q : q + 3, :] += 2  # one window, 2 output channels
+    np.testing.assert_array_equal(ops.fan_out(layer, (h, w, c)), brute)
+
+
+def test_synops_by_hand_on_a_tiny_network(key):
+    net = network.Network(network.mlp_layers((2,), 4), (3,))
+    # sample 0: 3 input spikes; sample 1: 1; hidden spikes 2 and 0
+    inputs = jnp.zeros((2, 2, 3)).at[0, 0].set(1.0).at[1, 1, 2].set(1.0)
+    hidden = jnp.zeros((2, 2, 2)).at[1, 0].set(1.0)
+    synops = ops.synaptic_ops(net, [inputs, hidden])
+    # layer 0: (3 + 1) spikes x 2 targets / 2 samples; layer 1: 2 x 4 / 2
+    np.testing.assert_allclose([float(s) for s in synops], [4.0, 4.0])
+    assert ops.dense_macs(net) == [3 * 2, 2 * 4]
+    summary = ops.summary(net, synops, 2)
+    assert summary["ops/synops_per_mac"] == 8.0 / 14.0
+    assert summary["ops/neuron_updates"] == 2 * (2 + 4)
+    np.testing.assert_allclose(summary["ops/ann_energy_uj"], 14 * 4.6e-6)
+
+
+def test_synops_equals_counted_accumulates_in_a_real_conv_run(key):
+    """Each spike x fan-out == accumulates a sparse conv actually performs."""
+    layers = network.cnn_layers((2,), kernel=3, num_classes=3)
+    net = network.Network(layers, (6, 6, 1))
+    inputs = jax.random.bernoulli(key, 0.3, (4, 2, 6, 6, 1)).astype(jnp.float32)
+    synops = ops.synaptic_ops(net, [inputs, jnp.zeros((4, 2, 2, 2, 2))])
+    spikes, counted = np.asarray(inputs), 0.0
+    for window_r in range(4):
+        for window_q in range(4):
+            window = spikes[:, :, window_r : window_r + 3, window_q : window_q + 3]
+            counted += 2 * float(window.sum())
+    np.testing.assert_allclose(float(synops[0]), counted / 2, rtol=1e-6)
+
+
+def test_paper_architectures_mac_counts():
+    mlp = network.Network(network.mlp_layers((800,)), (784,))
+    assert ops.dense_macs(mlp) == [784 * 800, 800 * 10]
+    cnn = network.Network(network.cnn_layers(), (28, 28, 1))
+    assert ops.dense_macs(cnn) == [24 * 24 * 25 * 12, 8 * 8 * 25 * 12 * 64, 1024 * 10]

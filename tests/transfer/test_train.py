@@ -1,0 +1,143 @@
+"""Tasks, the transfer protocol end to end, statistics and config checks."""
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from shared import workdir as workdir_lib
+from shared.errors import ConfigError
+from transfer import genetic, pathnet, stats, tasks, train
+from transfer.configs import binary_mnist
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_xla_cache(tmp_path_factory):
+    """One persistent compile cache for this module: the GA runs below share one
+    compiled round (train.py then leaves the cache setting alone)."""
+    previous = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", previous)
+    compilation_cache.reset_cache()
+
+
+def test_binary_task_labels_and_pairs():
+    task = tasks.make_binary_task((3, 7), train_examples=100, test_examples=50)
+    assert task.train_images.shape == (100, 784) and task.train_images.dtype == np.uint8
+    assert set(np.unique(task.train_labels)) <= {0, 1}
+    pairs = tasks.sample_task_pairs(0, 30)
+    assert pairs == tasks.sample_task_pairs(0, 30)
+    assert pairs[:5] == tasks.sample_task_pairs(0, 5)
+    for task_a, task_b in pairs:
+        assert task_a[0] != task_a[1] and task_b[0] != task_b[1]
+        assert set(task_a) != set(task_b)
+
+
+def test_binary_task_matches_mnist_digits():
+    from shared import data as data_lib
+
+    mnist = data_lib.load("mnist", "train")
+    task = tasks.make_binary_task((3, 7), train_examples=60)
+    keep = np.flatnonzero((mnist.labels == 3) | (mnist.labels == 7))[:60]
+    np.testing.assert_array_equal(task.train_images, mnist.images[keep].reshape(60, -1))
+    np.testing.assert_array_equal(task.train_labels, mnist.labels[keep] == 7)
+
+
+def test_round_batches_are_deterministic_resumable_and_from_train():
+    images = np.arange(50 * 784, dtype=np.int64).reshape(50, 784) % 251
+    images = images.astype(np.uint8)
+    labels = np.arange(50, dtype=np.int32) % 2
+    batches = tasks.RoundBatches(images, labels, 4, 3, 5, seed=1, salt_pepper=0.0)
+    first, second = next(batches), next(batches)
+    assert first["image"].shape == (4, 3, 5, 784) and first["label"].shape == (4, 3, 5)
+    again = tasks.RoundBatches(images, labels, 4, 3, 5, seed=1)
+    again.set_state({"position": 1})
+    np.testing.assert_array_equal(next(again)["image"], second["image"])
+    rows = {bytes(row) for row in images}
+    assert all(bytes(row) in rows for row in first["image"].reshape(-1, 784))
+
+
+def test_speedup_and_statistics_arithmetic():
+    np.testing.assert_allclose(stats.speedup([200, 100], [100, 125]), [2.0, 0.8])
+    # All 5 differences positive: 2 of the 32 sign patterns are as extreme.
+    assert stats.paired_permutation_test([5, 6, 7, 8, 9], [1, 1, 1, 1, 1]) == 2 / 32
+    assert stats.paired_permutation_test([1, 2, 3], [1, 2, 3]) == 1.0
+    low, high = stats.bootstrap_ci([1.0, 1.0, 1.0])
+    assert low == high == 1.0
+    summary = stats.summarize([200, 100], [100, 125], "pathnet")
+    assert summary["pathnet/speedup_mean"] == pytest.approx(1.4)
+    assert summary["pathnet/speedup_of_mean_generations"] == pytest.approx(300 / 225)
+
+
+def smoke_config(**overrides):
+    config = binary_mnist.get_config("smoke")
+    with config.unlocked():
+        config.update(overrides)
+    return config
+
+
+def test_fitness_never_touches_test_data(tmp_path):
+    """The GA on a task with garbage test data ends in the same state."""
+    config = smoke_config(max_generations=4)
+    task = tasks.make_binary_task((1, 2), train_examples=200, test_examples=40)
+    garbage = dataclasses.replace(task, test_labels=1 - task.test_labels)
+    spec, ga = train.make_spec(config), train.make_ga(config)
+    optimizer = train.make_optimizer(config)
+    params = jax.jit(pathnet.init_params, static_argnums=1)(jax.random.key(0), spec)
+    state = genetic.init_state(jax.random.key(1), params, optimizer, spec, ga)
+    key = jax.random.key(2)
+    ends = []
+    for name, variant in (("clean", task), ("garbage", garbage)):
+        final, result = train.run_ga(
+            config, variant, state, str(tmp_path / name), key, 0
+        )
+        ends.append((final, result))
+    (a, result_a), (b, result_b) = ends
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert result_a["generations"] == result_b["generations"]
+    # ... and the test data did reach the report (flipped labels flip accuracy).
+    assert result_a["test_accuracy"] == pytest.approx(1 - result_b["test_accuracy"])
+
+
+def test_smoke_run_end_to_end_and_resume(tmp_path):
+    config = smoke_config(num_pairs=1)
+    workdir = str(tmp_path)
+    summary = train.train_and_evaluate(config, workdir)
+    assert summary["num_pairs"] == 1
+    assert "embedded:mnist" in summary["data_source"]
+    saved = workdir_lib.read_json(workdir, "summary.json")
+    result = workdir_lib.read_json(os.path.join(workdir, "pair_000"), "result.json")
+    assert saved["scratch/generations_mean"] == result["scratch"]["generations"]
+    frozen = np.array(result["frozen"])
+    best = np.array(result["task_a_result"]["best_path"])
+    assert frozen.shape == (3, 4) and frozen.sum() == len(
+        {(layer, m) for layer in range(3) for m in best[layer]}
+    )
+    for method in train.METHODS:
+        assert 0 < result[method]["generations"] <= config.max_generations
+    again = train.train_and_evaluate(config, workdir)  # finished pairs are skipped
+    assert again["pathnet/generations_mean"] == summary["pathnet/generations_mean"]
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("population_size", 7, "population_size"),
+        ("tournaments_per_round", 5, "tournaments_per_round"),
+        ("max_generations", 9, "multiple"),
+        ("schedule", "async", "schedule"),
+        ("optimizer", "lbfgs", "optimizer"),
+    ],
+)
+def test_bad_config_is_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        train.validate_config(smoke_config(**{field: value}))
+    with pytest.raises(ConfigError, match="unknown config variant"):
+        binary_mnist.get_config("huge")

@@ -1,0 +1,296 @@
+"""PathNet's tournament-selection GA over paths, pure and jitted.
+
+Fernando et al., "PathNet: Evolution Channels Gradient Descent in Super Neural
+Networks", 2017, arXiv:1701.08734, section 2.2 (binary tournament, mutation) and
+2.3 (binary MNIST: population 64, T = 50 minibatches of 16, fitness on training
+data, 99.8% training accuracy). Reproduces the generation counts of figure 3.
+
+A population is an int array (P, L, N) of paths. One binary tournament: two
+paths are each trained for T minibatches (updating the shared module bank), their
+fitness is their classification accuracy on the TRAINING minibatches they were
+trained on (measured on each minibatch before its update, the "classification
+error during training"), the winner's genotype overwrites the loser's and the copy
+is mutated: each gene with probability 1/(N L) is shifted by U{-2..2} modulo M.
+The winner is left untouched, so the GA is elitist within a tournament.
+
+One call of the step runs a ROUND of K tournaments (K = `tournaments_per_round`,
+1 <= K <= P/2) on 2K distinct members drawn by a random permutation; a round counts
+as K generations, the paper's unit (one generation = one binary tournament = two
+paths x T minibatches), so compute per generation is the same in every schedule.
+How a round trains its 2K paths (`schedule`):
+
+  "serial":      `lax.scan` over the 2K paths, each a `lax.scan` over its T steps;
+                 every update sees the bank left by the previous one. With K = 1 this
+                 is exactly the paper's serial binary-MNIST algorithm (tournament
+                 after tournament). With K > 1 the bank updates are still serial but
+                 selection waits for the end of the round: a member picked in round
+                 r cannot be a child born in round r.
+  "synchronous": `lax.scan` over the T steps, `vmap` over the 2K paths: at step t
+                 each path takes the gradient of its own minibatch at the SAME bank,
+                 and the bank applies the SUM of the 2K gradients (each path's
+                 gradient is zero off its modules). This is 2K parallel workers in
+                 lockstep - the paper's asynchronous workers with zero staleness -
+                 so a module shared by k paths gets k gradient contributions per step
+                 and the bank takes T (not 2K x T) sequential steps per round. The
+                 2K paths' minibatches are the leading axis of the batch, which
+                 `shared.train_loop.fit` shards over the mesh's `data` axis: the
+                 population is spread over devices and XLA all-reduces the summed
+                 gradient.
+Generation counts from "synchronous" with K > 1 therefore measure a different (more
+parallel) algorithm than the paper's serial one; use K = 1, "serial" to compare with
+the published numbers, and report the schedule with every number. Because gradients
+are summed, a module on k of the 2K paths takes a k-times larger step: with SGD at
+0.05 (fine serially) a synchronous K = 8 run diverged to a NaN loss in a fine-tuning
+phase here; scale the learning rate down with K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from shared.types import Key
+from transfer import pathnet
+
+
+@dataclasses.dataclass(frozen=True)
+class GAConfig:
+    """Static GA hyperparameters (never traced)."""
+
+    population_size: int = 64
+    tournaments_per_round: int = 1
+    schedule: str = "serial"
+    fitness_threshold: float = 0.998
+
+
+@flax.struct.dataclass
+class GAState:
+    """Everything a GA run carries between rounds (all arrays: checkpointable).
+
+    Attributes:
+      params: {"layers", "head"} module bank and this task's readout.
+      opt_state: optimizer state of `params`.
+      population: int32 (P, L, N).
+      fitness: float32 (P,) last measured fitness; -1 for unevaluated members.
+      frozen: bool (L, M) modules whose updates are masked out.
+      best_path: int32 (L, N) the best tournament winner of the latest round.
+      best_fitness: float32 () its fitness.
+      generations: int32 () tournaments run so far.
+      solved_at: int32 () generations when a winner first reached the threshold,
+        -1 while unsolved; once solved, later steps only count `step`.
+      step: int32 () rounds run (fit's step counter).
+    """
+
+    params: dict
+    opt_state: optax.OptState
+    population: jax.Array
+    fitness: jax.Array
+    frozen: jax.Array
+    best_path: jax.Array
+    best_fitness: jax.Array
+    generations: jax.Array
+    solved_at: jax.Array
+    step: jax.Array
+
+
+def random_population(key: Key, size: int, spec: pathnet.PathNetSpec) -> jax.Array:
+    """(size, L, N) module ids drawn uniformly from [0, M)."""
+    shape = (size, spec.num_layers, spec.modules_per_layer)
+    return jax.random.randint(key, shape, 0, spec.num_modules, jnp.int32)
+
+
+def mutate(key: Key, paths: jax.Array, num_modules: int) -> jax.Array:
+    """Each gene of (..., L, N) paths, with p = 1/(N L), moves by U{-2..2} mod M."""
+    num_layers, per_layer = paths.shape[-2:]
+    # One draw for both decisions (each threefry draw is seconds of CPU compile).
+    uniform = jax.random.uniform(key, (2, *paths.shape))
+    flip = uniform[0] < 1.0 / (num_layers * per_layer)
+    shift = jnp.floor(uniform[1] * 5.0).astype(paths.dtype) - 2  # U{-2..2}
+    return jnp.where(flip, (paths + shift) % num_modules, paths)
+
+
+def init_state(
+    key: Key,
+    params: dict,
+    optimizer: optax.GradientTransformation,
+    spec: pathnet.PathNetSpec,
+    ga: GAConfig,
+    frozen: jax.Array | None = None,
+) -> GAState:
+    """A fresh population and optimizer state around `params`."""
+    if frozen is None:
+        frozen = jnp.zeros((spec.num_layers, spec.num_modules), bool)
+    population = random_population(key, ga.population_size, spec)
+    return GAState(
+        params=params,
+        opt_state=optimizer.init(params),
+        population=population,
+        fitness=jnp.full((ga.population_size,), -1.0, jnp.float32),
+        frozen=frozen,
+        best_path=population[0],
+        best_fitness=jnp.array(-1.0, jnp.float32),
+        generations=jnp.zeros((), jnp.int32),
+        solved_at=jnp.array(-1, jnp.int32),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def make_loss(spec: pathnet.PathNetSpec):
+    """`(params, path, images uint8 (B, ...), labels (B,)) -> (loss, accuracy)`."""
+
+    def loss_fn(params, path, images, labels):
+        x = images.astype(jnp.float32) / 255.0
+        logits = pathnet.apply(params, path, x, spec)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, (logits.argmax(-1) == labels).mean()
+
+    return loss_fn
+
+
+def make_trainers(spec: pathnet.PathNetSpec, optimizer):
+    """The two ways to train S paths for T minibatches on the shared bank.
+
+    Both map `(params, opt_state, frozen, paths (S, L, N), images (S, T, B, ...),
+    labels (S, T, B))` to `(params, opt_state, fitness (S,), loss (S,))`, fitness
+    being the mean pre-update training accuracy over the path's T minibatches.
+    """
+    loss_fn = make_loss(spec)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def update(params, opt_state, frozen, grads):
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates = pathnet.mask_updates(updates, frozen)
+        return optax.apply_updates(params, updates), opt_state
+
+    def serial(params, opt_state, frozen, paths, images, labels):
+        def one_path(carry, inputs):
+            path, path_images, path_labels = inputs
+
+            def one_step(carry, batch):
+                params, opt_state = carry
+                (loss, acc), grads = grad_fn(params, path, *batch)
+                return update(params, opt_state, frozen, grads), (loss, acc)
+
+            carry, (loss, acc) = jax.lax.scan(
+                one_step, carry, (path_images, path_labels)
+            )
+            return carry, (acc.mean(), loss.mean())
+
+        (params, opt_state), (fitness, loss) = jax.lax.scan(
+            one_path, (params, opt_state), (paths, images, labels)
+        )
+        return params, opt_state, fitness, loss
+
+    def summed_loss(params, paths, images, labels):
+        loss, acc = jax.vmap(loss_fn, in_axes=(None, 0, 0, 0))(
+            params, paths, images, labels
+        )
+        return loss.sum(), (loss, acc)
+
+    # Gradient of the summed loss, not a vmapped gradient then a sum: the latter
+    # materialises S per-path copies of the bank's gradient (16x slower measured).
+    summed_grad = jax.grad(summed_loss, has_aux=True)
+
+    def synchronous(params, opt_state, frozen, paths, images, labels):
+        def one_step(carry, batch):
+            params, opt_state = carry
+            grads, (loss, acc) = summed_grad(params, paths, *batch)
+            return update(params, opt_state, frozen, grads), (loss, acc)
+
+        time_major = (jnp.swapaxes(images, 0, 1), jnp.swapaxes(labels, 0, 1))
+        (params, opt_state), (loss, acc) = jax.lax.scan(
+            one_step, (params, opt_state), time_major
+        )
+        return params, opt_state, acc.mean(axis=0), loss.mean(axis=0)
+
+    return {"serial": serial, "synchronous": synchronous}
+
+
+def select(key: Key, population, members, fitness, num_modules: int):
+    """K binary tournaments: the winner's mutated copy replaces the loser.
+
+    Args:
+      population: int (P, L, N).
+      members: int (K, 2) distinct member indices per tournament.
+      fitness: float (K, 2) their fitness; ties go to the first member.
+
+    Returns:
+      (population, winners (K,), losers (K,)).
+    """
+    first_wins = fitness[:, 0] >= fitness[:, 1]
+    winners = jnp.where(first_wins, members[:, 0], members[:, 1])
+    losers = jnp.where(first_wins, members[:, 1], members[:, 0])
+    children = mutate(key, population[winners], num_modules)
+    return population.at[losers].set(children), winners, losers
+
+
+def make_round(spec: pathnet.PathNetSpec, ga: GAConfig, optimizer):
+    """The fit step `(GAState, batch, key) -> (GAState, metrics)`: one round.
+
+    `batch` holds `image` (2K, T, B, ...) uint8 and `label` (2K, T, B) training
+    minibatches (see `transfer.tasks.RoundBatches`). Once solved, a step only
+    increments `step` (fit has no early stop; `lax.cond` skips the work).
+    """
+    num_slots = 2 * ga.tournaments_per_round
+    train = make_trainers(spec, optimizer)[ga.schedule]
+
+    def run(state: GAState, batch, key):
+        key_pick, key_mutate = jax.random.split(key)
+        # argsort of uniforms: a uniform random permutation in one draw.
+        shuffle = jnp.argsort(jax.random.uniform(key_pick, (ga.population_size,)))
+        order = shuffle[:num_slots]
+        params, opt_state, fitness, loss = train(
+            state.params,
+            state.opt_state,
+            state.frozen,
+            state.population[order],
+            batch["image"],
+            batch["label"],
+        )
+        members = order.reshape(-1, 2)
+        population, _, losers = select(
+            key_mutate,
+            state.population,
+            members,
+            fitness.reshape(-1, 2),
+            spec.num_modules,
+        )
+        all_fitness = state.fitness.at[order].set(fitness)
+        top = jnp.argmax(fitness)
+        generations = state.generations + ga.tournaments_per_round
+        solved = fitness[top] >= ga.fitness_threshold
+        new = state.replace(
+            params=params,
+            opt_state=opt_state,
+            population=population,
+            fitness=all_fitness.at[losers].set(-1.0),
+            best_path=state.population[order[top]],
+            best_fitness=fitness[top],
+            generations=generations,
+            solved_at=jnp.where(solved, generations, -1),
+            step=state.step + 1,
+        )
+        return new, {"loss": loss.mean(), "mean_fitness": fitness.mean()}
+
+    def skip(state: GAState, batch, key):
+        del batch, key
+        return state.replace(step=state.step + 1), {
+            "loss": jnp.zeros(()),
+            "mean_fitness": state.best_fitness,
+        }
+
+    def step(state: GAState, batch, key):
+        state, extra = jax.lax.cond(state.solved_at >= 0, skip, run, state, batch, key)
+        return state, {
+            "train/loss": extra["loss"],
+            "train/mean_fitness": extra["mean_fitness"],
+            "train/best_fitness": state.best_fitness,
+            "train/generations": state.generations.astype(jnp.float32),
+            "train/solved": (state.solved_at >= 0).astype(jnp.float32),
+        }
+
+    return step
