@@ -40,6 +40,7 @@ from nas import diagnostics, plot, reinforce
 from nas import search_space as space_lib
 from nas import supernet as supernet_lib
 from shared import data as data_lib
+from shared import mesh as mesh_lib
 from shared import train_loop
 from shared import workdir as workdir_lib
 from shared.batches import BatchIterator, iterate_once
@@ -342,6 +343,7 @@ def search(config, workdir, data, net_config, ctrl_config, preprocess, mode):
         log_every=config.log_every,
         eval_every=spe,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh_lib.make_mesh(config.num_devices),
     )
     return result.state, result, shared_eval
 
@@ -432,6 +434,7 @@ def final(config, workdir, arch, data, net_config, preprocess, epochs, split):
         log_every=config.log_every,
         eval_every=config.final_eval_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh_lib.make_mesh(config.num_devices),
     )
     accuracy = result.eval_metrics[f"eval/{split}_accuracy"]
     return accuracy, supernet_lib.num_params(params)

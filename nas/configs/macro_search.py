@@ -31,6 +31,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.trainer = "nas.train"
     config.variant = variant
     config.seed = 0
+    config.num_devices = 0  # 0 = every device; the batch axis is split over them
     config.data_dir = ml_collections.config_dict.placeholder(str)
     config.dataset = "mnist"
     config.train_examples = 6000  # first N of the train split

@@ -15,6 +15,7 @@ from shared.errors import ConfigError
 
 def test_smoke_search_derive_final_and_random_control(tmp_path):
     config = macro_search.get_config("smoke")
+    config.num_devices = 1  # compile for one device: the mesh is tested in shared/
     config_lib.validate(config)
     summary = train_lib.train_and_evaluate(config, str(tmp_path))
     for prefix in ("", "random_"):
