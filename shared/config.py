@@ -74,6 +74,9 @@ def _check_field(path: str, value) -> None:
     if name == "seed":
         if not _is_int(value) or value < 0:
             raise ConfigError(f"config.{path}={value!r} must be an int >= 0; {fix}")
+    elif name == "num_devices":
+        if _is_int(value) and value < 0:
+            raise ConfigError(f"config.{path}={value!r} must be >= 0 (0 = all); {fix}")
     elif (
         name.endswith("batch_size")
         or name.startswith("num_")

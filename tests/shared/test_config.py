@@ -13,6 +13,12 @@ def test_reference_configs_validate():
         config_lib.validate(mnist_classifier.get_config(variant))
 
 
+def test_num_devices_zero_means_all():
+    config = mnist_classifier.get_config("smoke")
+    config.num_devices = 0
+    config_lib.validate(config)
+
+
 @pytest.mark.parametrize(
     "field,value,message",
     [
@@ -22,6 +28,7 @@ def test_reference_configs_validate():
         ("num_epochs", 0, "num_epochs=0 must be >= 1"),
         ("log_every", -1, "log_every=-1 must be >= 0"),
         ("seed", -3, "seed=-3 must be an int >= 0"),
+        ("num_devices", -1, "num_devices=-1 must be >= 0"),
     ],
 )
 def test_impossible_values_name_the_field(field, value, message):
