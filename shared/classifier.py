@@ -108,10 +108,7 @@ def make_eval(graphdef, images: np.ndarray, labels: np.ndarray, batch_size: int)
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the classifier, writes `summary.json`, returns the summary."""
-    train = data_lib.load(config.dataset, "train", config.get("data_dir"))
-    test = data_lib.load(config.dataset, "test", config.get("data_dir"))
-    train = train.take(config.train_examples)
-    test = test.take(config.test_examples)
+    train, test = data_lib.load_train_test(config)
     workdir_lib.write_json(
         workdir, "data.json", {"train": train.source, "test": test.source}
     )

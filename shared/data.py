@@ -125,6 +125,21 @@ def load(name: str, split: str, data_dir: str | None = None) -> ArrayDataset:
     return dataset
 
 
+def load_train_test(config) -> tuple[ArrayDataset, ArrayDataset]:
+    """`config.dataset`'s train and test splits, cut to the config's sizes.
+
+    Reads `config.dataset`, `config.data_dir` (the `--data_dir` flag) and the
+    optional `config.train_examples` / `config.test_examples` (0 or absent = all).
+    """
+    data_dir = config.get("data_dir")
+    train = load(config.dataset, "train", data_dir)
+    test = load(config.dataset, "test", data_dir)
+    return (
+        train.take(config.get("train_examples", 0)),
+        test.take(config.get("test_examples", 0)),
+    )
+
+
 # --- embedded ---------------------------------------------------------------
 
 

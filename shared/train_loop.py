@@ -24,6 +24,7 @@ import dataclasses
 import math
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,7 +37,7 @@ from shared import mesh as mesh_lib
 from shared import workdir as workdir_lib
 from shared.checkpoint import Checkpointer
 from shared.errors import ConfigError, Interrupted, NonFiniteError
-from shared.metrics import MetricWriter
+from shared.metrics import MetricWriter, read_metrics
 from shared.progress import Progress
 from shared.types import EvalFn, Key, PyTree, StepFn
 
@@ -49,8 +50,9 @@ class FitResult:
       state: the final state (replicated over the mesh).
       train_metrics: the last logged window mean of the step metrics.
       eval_metrics: the last `eval_fn` result (with `eval/` names), or {}.
-      steps_per_second: measured over this process's steps after the first
-        (compile) step; nan when fewer than two steps ran.
+      steps_per_second: this invocation's steps after the first (compile) one,
+        per wall-clock second, including in-loop logging, evaluation and
+        checkpoints; nan when fewer than two steps ran (e.g. a finished run).
       start_step: the step this invocation started from (> 0 when resumed).
     """
 
@@ -149,7 +151,7 @@ def fit(
             last = step == num_steps
             if step == start_step + 1:
                 jax.block_until_ready(state)
-                timer_start, timer_step = _now(), step
+                timer_start, timer_step = time.perf_counter(), step
             if step % log_every == 0 or last:
                 train_metrics = _mean(_to_host(pending))
                 writer.write(step, train_metrics)
@@ -165,12 +167,18 @@ def fit(
                 save(step)
                 bar.close(step)
                 raise Interrupted(step, stop.signum)
-        if restored is not None and start_step == num_steps and eval_fn is not None:
-            eval_metrics = _prefixed(eval_fn(state))  # finished run: report again
+        if restored is not None and start_step == num_steps:  # a finished run
+            train_metrics = _last_train_row(workdir)
+            if eval_fn is not None:
+                eval_metrics = _prefixed(eval_fn(state))
         bar.close(num_steps)
     jax.block_until_ready(state)
     done = num_steps - timer_step
-    rate = done / (_now() - timer_start) if timer_start and done > 0 else math.nan
+    rate = (
+        done / (time.perf_counter() - timer_start)
+        if timer_start and done > 0
+        else math.nan
+    )
     checkpointer.close()
     return FitResult(state, train_metrics, eval_metrics, rate, start_step)
 
@@ -197,14 +205,15 @@ def _mean(rows) -> dict[str, float]:
     return {name: float(np.mean([row[name] for _, row in rows])) for name in names}
 
 
+def _last_train_row(workdir: str) -> dict[str, float]:
+    """The last logged train metrics of a finished run, from metrics.jsonl."""
+    rows = [{k: v for k, v in r.items() if k != "step"} for r in read_metrics(workdir)]
+    train = [r for r in rows if r and not any(k.startswith("eval/") for k in r)]
+    return train[-1] if train else {}
+
+
 def _prefixed(metrics: Mapping[str, float]) -> dict[str, float]:
     return {(k if "/" in k else f"eval/{k}"): float(v) for k, v in metrics.items()}
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
 
 
 class _StopFlag:

@@ -66,6 +66,20 @@ def path_diagram(frozen, path_a, path_b, filename: str, title: str = "") -> str:
     return filename
 
 
+def fitness_curve(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """(generations, best fitness) from metric rows, up to the first solving row.
+
+    Rows after the solving round repeat it (the GA idles until the cap), so they
+    are left out of the curve.
+    """
+    rows = [r for r in rows if "train/generations" in r]
+    last = next((i for i, r in enumerate(rows) if r["train/solved"] >= 1), None)
+    rows = rows if last is None else rows[: last + 1]
+    return [r["train/generations"] for r in rows], [
+        r["train/best_fitness"] for r in rows
+    ]
+
+
 def generation_curves(pair_dir: str, phases, filename: str) -> str:
     """Best tournament fitness against generations for each phase's metrics.jsonl."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -73,16 +87,9 @@ def generation_curves(pair_dir: str, phases, filename: str) -> str:
         path = os.path.join(pair_dir, phase, "metrics.jsonl")
         if not os.path.exists(path):
             continue
-        rows = [json.loads(line) for line in open(path)]
-        rows = [r for r in rows if "train/generations" in r]
-        # Rows after the solving round repeat it (the GA idles until the cap).
-        last = next((i for i, r in enumerate(rows) if r["train/solved"] >= 1), None)
-        rows = rows if last is None else rows[: last + 1]
-        ax.plot(
-            [r["train/generations"] for r in rows],
-            [r["train/best_fitness"] for r in rows],
-            label=phase,
-        )
+        with open(path) as f:
+            generations, fitness = fitness_curve([json.loads(line) for line in f])
+        ax.plot(generations, fitness, label=phase)
     ax.set_xlabel("generations (binary tournaments)")
     ax.set_ylabel("best fitness (training accuracy)")
     ax.legend()
@@ -97,17 +104,9 @@ def speedup_histogram(speedups: dict, filename: str) -> str:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     values = [np.asarray(v, float) for v in speedups.values()]
     bins = np.linspace(0, max(2.0, max(v.max() for v in values)), 25)
-    for (name, ratios), color in zip(
-        speedups.items(), ("tab:blue", "tab:orange"), strict=False
-    ):
+    for name, ratios in speedups.items():  # every method, default color cycle
         ratios = np.asarray(ratios, float)
-        ax.hist(
-            ratios,
-            bins,
-            alpha=0.6,
-            color=color,
-            label=f"{name} (mean {ratios.mean():.2f})",
-        )
+        ax.hist(ratios, bins, alpha=0.6, label=f"{name} (mean {ratios.mean():.2f})")
     ax.axvline(1.0, color="black", lw=1, ls="--")
     ax.set_xlabel("speedup = generations(scratch) / generations(method)")
     ax.set_ylabel("task pairs")

@@ -126,3 +126,12 @@ def test_tfds_omniglot_has_alphabet_extra(tfds_dir):
     assert len(small) == 2720
     chex.assert_shape(small.images, (2720, 105, 105, 3))
     assert "alphabet" in small.extras and small.num_classes == 1623
+
+
+def test_load_train_test_cuts_both_splits():
+    from shared.configs import mnist_classifier
+
+    config = mnist_classifier.get_config("smoke")  # 512 train, 500 test examples
+    train, test = data.load_train_test(config)
+    assert (len(train), len(test)) == (512, 500)
+    assert train.source.endswith("[:512]") and test.source.startswith("embedded:")

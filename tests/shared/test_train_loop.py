@@ -159,9 +159,12 @@ def test_eval_hook_runs_every_eval_every_and_at_the_end(tmp_path):
 
 
 def test_rerun_of_finished_run_does_no_work(tmp_path):
-    run(tmp_path, num_steps=10)
+    first = run(tmp_path, num_steps=10)
+    rows = read_metrics(tmp_path)
     again = run(tmp_path, num_steps=10)
     assert again.start_step == 10
+    assert again.train_metrics == first.train_metrics  # read back from metrics.jsonl
+    assert read_metrics(tmp_path) == rows  # nothing appended
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
