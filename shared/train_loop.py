@@ -15,6 +15,18 @@ On start it restores the latest checkpoint in `workdir`, cuts `metrics.jsonl` ba
 to that step and continues, so a killed-and-resumed run writes the same rows and
 ends in the same state as an uninterrupted one. Metrics stay on the device until
 a log step: no per-step host sync.
+
+For multi-phase experiments (search then retrain, pair after pair, seed after seed):
+  * `constants`: large fixed arrays (an image bank, a task's data) passed to the
+    step as an argument, `step_fn(state, batch, key, constants)`, instead of
+    closed over. They are placed on the mesh once, never donated or saved.
+  * compiled steps are reused: the jitted step is cached per `step_fn` object
+    (held weakly), so the next `fit` call with the same function and shapes
+    compiles nothing. Keep data out of the closure (pass it as `constants`)
+    so that one function object serves every phase.
+  * `stop_fn(step, metrics) -> bool`, asked after each log step with the train
+    (and latest eval) metrics, ends a run early; the stop is checkpointed, so
+    a rerun of a stopped run does no more work.
 """
 
 from __future__ import annotations
@@ -25,7 +37,8 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -54,6 +67,8 @@ class FitResult:
         per wall-clock second, including in-loop logging, evaluation and
         checkpoints; nan when fewer than two steps ran (e.g. a finished run).
       start_step: the step this invocation started from (> 0 when resumed).
+      final_step: the last step of the run (< num_steps if `stop_fn` ended it).
+      stopped_early: whether `stop_fn` ended the run.
     """
 
     state: PyTree
@@ -61,6 +76,8 @@ class FitResult:
     eval_metrics: dict[str, float]
     steps_per_second: float
     start_step: int
+    final_step: int = 0
+    stopped_early: bool = False
 
 
 def fit(
@@ -77,6 +94,8 @@ def fit(
     checkpoint_every: int = 1000,
     mesh: jax.sharding.Mesh | None = None,
     progress: bool | None = None,
+    constants: PyTree = None,
+    stop_fn: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> FitResult:
     """Trains `state` with `step_fn` for `num_steps` steps, resuming from `workdir`.
 
@@ -94,6 +113,10 @@ def fit(
         except that the final step always logs, evaluates and checkpoints).
       mesh: the device mesh (default: all devices on one `data` axis).
       progress: show a progress bar (default: only on a terminal).
+      constants: fixed arrays passed as the step's fourth argument (then
+        `step_fn(state, batch, key, constants)`); replicated over the mesh once.
+      stop_fn: `(step, metrics) -> bool`, asked after each log step; True ends
+        the run there (checkpointed, so a rerun of a stopped run does no work).
 
     Returns:
       A `FitResult`.
@@ -112,24 +135,25 @@ def fit(
     # A private copy: donation must not invalidate the caller's arrays.
     state = mesh_lib.replicate(jax.tree.map(jnp.copy, state), mesh)
     pending: list[tuple[int, dict[str, Any]]] = []
+    stopped = False
     restored = checkpointer.restore(state)
     if restored is not None:
         state, host = restored
         if batches is not None and "batches" in host:
             batches.set_state(host["batches"])
         pending = [(int(step), dict(row)) for step, row in host.get("pending", [])]
+        stopped = bool(host.get("stopped", False))
         writer.truncate_after(int(state.step))
         logging.info("resumed from checkpoint at step %d", int(state.step))
     start_step = int(state.step)
-
-    def wrapped(state, batch, base_key):
-        return step_fn(state, batch, jax.random.fold_in(base_key, state.step))
-
-    jitted = jax.jit(wrapped, donate_argnums=0)
+    last_step = start_step if stopped else num_steps
+    if constants is not None:
+        constants = mesh_lib.replicate(constants, mesh)
+    jitted = _jitted_step(step_fn, constants is not None)
     bar = Progress(num_steps, start_step, progress)
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
-    timer_start, timer_step = None, start_step
+    timer_start, timer_step, step = None, start_step, start_step
 
     def save(step):
         host_pending = _to_host(pending)
@@ -139,48 +163,89 @@ def fit(
             {
                 "batches": batches.get_state() if hasattr(batches, "get_state") else {},
                 "pending": [[s, row] for s, row in host_pending],
+                "stopped": stopped,
             },
         )
 
     with jax.set_mesh(mesh), _signals_to_flag() as stop:
-        for step in range(start_step + 1, num_steps + 1):
+        for step in range(start_step + 1, last_step + 1):
             batch = next(batches) if batches is not None else None
             batch = mesh_lib.shard_batch(batch, mesh) if batch is not None else None
-            state, metrics = jitted(state, batch, key)
+            state, metrics = jitted(state, batch, key, constants)
             pending.append((step, metrics))
             last = step == num_steps
             if step == start_step + 1:
                 jax.block_until_ready(state)
                 timer_start, timer_step = time.perf_counter(), step
-            if step % log_every == 0 or last:
+            logged = step % log_every == 0 or last
+            if logged:
                 train_metrics = _mean(_to_host(pending))
                 writer.write(step, train_metrics)
                 pending = []
-            if (eval_every and step % eval_every == 0) or (last and eval_fn):
-                if eval_fn is not None:
+            evaluated = eval_fn is not None and (
+                (eval_every and step % eval_every == 0) or last
+            )
+            if evaluated:
+                eval_metrics = _prefixed(eval_fn(state))
+                writer.write(step, eval_metrics)
+            if logged and stop_fn is not None and not last:
+                stopped = bool(stop_fn(step, {**train_metrics, **eval_metrics}))
+                if stopped and eval_fn is not None and not evaluated:
                     eval_metrics = _prefixed(eval_fn(state))
                     writer.write(step, eval_metrics)
-            if (checkpoint_every and step % checkpoint_every == 0) or last:
+            if (checkpoint_every and step % checkpoint_every == 0) or last or stopped:
                 save(step)
             bar.update(step)
+            if stopped:
+                logging.info("stop_fn ended the run at step %d", step)
+                break
             if stop.signum is not None:
                 save(step)
                 bar.close(step)
                 raise Interrupted(step, stop.signum)
-        if restored is not None and start_step == num_steps:  # a finished run
+        if restored is not None and start_step == last_step:  # a finished run
             train_metrics = _last_train_row(workdir)
             if eval_fn is not None:
                 eval_metrics = _prefixed(eval_fn(state))
         bar.close(num_steps)
     jax.block_until_ready(state)
-    done = num_steps - timer_step
+    done = step - timer_step
     rate = (
         done / (time.perf_counter() - timer_start)
         if timer_start and done > 0
         else math.nan
     )
     checkpointer.close()
-    return FitResult(state, train_metrics, eval_metrics, rate, start_step)
+    return FitResult(
+        state, train_metrics, eval_metrics, rate, start_step, int(state.step), stopped
+    )
+
+
+_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _jitted_step(step_fn: StepFn, with_constants: bool):
+    """One jitted, state-donating step per (step_fn, with_constants), cached.
+
+    The cache holds `step_fn` weakly (and the jitted wrapper reaches it only
+    through a weak reference), so a phase's closure and its compiled code die
+    together.
+    """
+    try:
+        cache = _JITTED.setdefault(step_fn, {})
+        ref = weakref.ref(step_fn)
+    except TypeError:  # not weakly referenceable: compile per call
+        cache, ref = {}, lambda: step_fn
+    if with_constants not in cache:
+
+        def wrapped(state, batch, base_key, constants):
+            key = jax.random.fold_in(base_key, state.step)
+            if with_constants:
+                return ref()(state, batch, key, constants)
+            return ref()(state, batch, key)
+
+        cache[with_constants] = jax.jit(wrapped, donate_argnums=0)
+    return cache[with_constants]
 
 
 def _to_host(pending):

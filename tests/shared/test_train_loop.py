@@ -209,3 +209,44 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         [r["train/loss"] for r in rows_four],
         rtol=1e-5,
     )
+
+
+def scaled_step(state, batch, key, constants):
+    """`step_fn` on targets scaled by a constant passed as an argument."""
+    return step_fn(state, {**batch, "y": batch["y"] * constants["scale"]}, key)
+
+
+def test_constants_reach_the_step_and_phases_compile_once(tmp_path):
+    traced = chex.assert_max_traces(scaled_step, n=1)
+    one = run(tmp_path / "a", step=traced, constants={"scale": jnp.float32(1.0)})
+    two = run(tmp_path / "b", step=traced, constants={"scale": jnp.float32(2.0)})
+    plain = run(tmp_path / "c")
+    assert_trees_equal(one.state.params, plain.state.params)  # scale 1 == no scale
+    # Least squares is linear in the targets, so scaling them scales the offset b.
+    assert abs(float(two.state.params["b"])) > 1.5 * abs(float(one.state.params["b"]))
+
+
+def test_stop_fn_ends_the_run_and_a_rerun_does_no_more_work(tmp_path):
+    calls = []
+
+    def stop_fn(step, metrics):
+        calls.append((step, sorted(metrics)))
+        return step >= 6
+
+    evals = []
+    result = run(
+        tmp_path,
+        num_steps=20,
+        stop_fn=stop_fn,
+        eval_fn=lambda state: evals.append(int(state.step)) or {"b": 0.0},
+        checkpoint_every=0,
+    )
+    assert [s for s, _ in calls] == [3, 6]
+    assert calls[0][1] == ["train/loss"]
+    assert (result.final_step, result.stopped_early) == (6, True)
+    assert evals == [6]  # evaluated where it stopped
+    rows = read_metrics(tmp_path)
+    again = run(tmp_path, num_steps=20, stop_fn=stop_fn)
+    assert (again.start_step, again.final_step, again.stopped_early) == (6, 6, True)
+    assert read_metrics(tmp_path) == rows
+    assert len(calls) == 2  # the rerun did not step or ask again
