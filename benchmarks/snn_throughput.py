@@ -7,9 +7,11 @@ output spike counts, LIF beta 0.9, threshold 1, subtract reset (detached),
 fast-sigmoid slope 25):
   mlp   784 inputs over T=25, LIF 256, LIF 10, batch 128;
   conv  12C5-MP2-LIF-64C5-MP2-LIF-FC10-LIF on 28x28, T=25, batch 64.
-Each is timed twice: through the library (`snn.network.Network`) and as the
-same computation hand-written in plain JAX (one step scan over all layers), to
-measure the abstraction's cost. Per row: warm-up step, then `--seconds` of
+Each is timed three ways: through the library (`snn.network.Network`, layer by
+layer: each layer's stateless part on all T*B frames at once, then its neuron
+scan), the library with `schedule="step"` (one scan over time through every
+layer, the recurrent-net order), and the per-step computation hand-written in
+plain JAX, to measure the abstraction's cost. Per row: warm-up step, then `--seconds` of
 steps, `--repeats` times; the median samples/s and the process's peak RSS.
 `--workloads=onb` adds the Open Neuromorphic shape (Linear + LIF, 16,384
 neurons, batch 16, T=500, forward + backward) with and without `jax.checkpoint`
@@ -18,6 +20,7 @@ neurons, batch 16, T=500, forward + backward) with and without `jax.checkpoint`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import statistics
@@ -34,6 +37,12 @@ from snn import encoding, network, neurons, surrogate
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
 _WORKLOADS = flags.DEFINE_list("workloads", ["mlp", "conv"], "mlp, conv, onb.")
+_DENSE_IN_SCAN = flags.DEFINE_bool(
+    "dense_in_scan",
+    True,
+    "Library dense layers: per-step matmuls in the scan (CPU: cache-friendly) "
+    "or one (T*B, n) matmul (GPU: 16-row matmuls are memory-bound).",
+)
 
 T = 25
 LIF = neurons.LIF(beta=0.9, threshold=1.0, reset="subtract", scale=25.0)
@@ -108,7 +117,13 @@ def onb_rows():
     """Open Neuromorphic shape: forward + backward of Linear + LIF over T=500."""
     rows = []
     for remat in (False, True):
-        net = network.Network(network.mlp_layers((), 16384), (16384,), LIF, remat=remat)
+        net = network.Network(
+            network.mlp_layers((), 16384),
+            (16384,),
+            LIF,
+            remat=remat,
+            dense_in_scan=_DENSE_IN_SCAN.value,
+        )
         params = net.init(jax.random.key(0))
         x = jax.random.bernoulli(jax.random.key(1), 0.1, (500, 16, 16384))
 
@@ -118,14 +133,18 @@ def onb_rows():
         grad = jax.jit(jax.grad(loss))
         compiled = grad.lower(params, x).compile()
         jax.block_until_ready(grad(params, x))
-        start = time.perf_counter()
-        jax.block_until_ready(grad(params, x))
+        seconds = []
+        for _ in range(_REPEATS.value):
+            start = time.perf_counter()
+            jax.block_until_ready(grad(params, x))
+            seconds.append(time.perf_counter() - start)
         memory = compiled.memory_analysis()
         rows.append(
             {
                 "workload": "onb_linear_lif_16384_b16_t500",
                 "remat": remat,
-                "seconds_fwd_bwd": time.perf_counter() - start,
+                "dense_in_scan": _DENSE_IN_SCAN.value,
+                "seconds_fwd_bwd": statistics.median(seconds),
                 "xla_temp_mib": getattr(memory, "temp_size_in_bytes", 0) / 2**20,
             }
         )
@@ -144,12 +163,20 @@ def main(argv):
                 print(json.dumps(row), flush=True)
             continue
         layers, input_shape, batch_size = workloads[name]
-        net = network.Network(layers, input_shape, LIF)
-        for impl, loss_fn in (("library", library_loss), ("plain_jax", plain_loss)):
-            rate = time_training(net, loss_fn(net), batch_size)
+        net = network.Network(
+            layers, input_shape, LIF, dense_in_scan=_DENSE_IN_SCAN.value
+        )
+        step_net = dataclasses.replace(net, schedule="step")
+        for impl, loss_fn in (
+            ("library", library_loss(net)),
+            ("library_step", library_loss(step_net)),
+            ("plain_jax", plain_loss(net)),
+        ):
+            rate = time_training(net, loss_fn, batch_size)
             row = {
                 "workload": f"snn_{name}",
                 "impl": impl,
+                "dense_in_scan": _DENSE_IN_SCAN.value,
                 "samples_per_second": round(rate, 1),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,

@@ -118,7 +118,7 @@ class MAML:
         )
         dim = embeddings.output_dim(self.image_size, self.hidden, self.depth)
         head = {
-            "w": jax.random.normal(key_head, (dim, self.n_way)) / jnp.sqrt(dim),
+            "w": embeddings.normal(key_head, (dim, self.n_way)) / jnp.sqrt(dim),
             "b": jnp.zeros((self.n_way,)),
         }
         params = {"net": {"conv": conv, "head": head}}

@@ -20,13 +20,23 @@ PHASE = (0.0, jnp.pi)
 INPUT_RANGE = (-5.0, 5.0)
 
 
-def sample_task(key: jax.Array, k_shot: int, n_query: int) -> Episode:
-    """One sinusoid task: (K, 1) support and (Q, 1) query inputs and targets."""
+def sample_task(
+    key: jax.Array,
+    k_shot: int,
+    n_query: int,
+    amplitudes: tuple[float, float] = AMPLITUDE,
+    phases: tuple[float, float] = PHASE,
+) -> Episode:
+    """One sinusoid task: (K, 1) support and (Q, 1) query inputs and targets.
+
+    `amplitudes` and `phases` are the uniform ranges (wider ones make
+    out-of-distribution tasks).
+    """
     key_amp, key_phase, key_x = jax.random.split(key, 3)
     amplitude = jax.random.uniform(
-        key_amp, (), minval=AMPLITUDE[0], maxval=AMPLITUDE[1]
+        key_amp, (), minval=amplitudes[0], maxval=amplitudes[1]
     )
-    phase = jax.random.uniform(key_phase, (), minval=PHASE[0], maxval=PHASE[1])
+    phase = jax.random.uniform(key_phase, (), minval=phases[0], maxval=phases[1])
     x = jax.random.uniform(
         key_x, (k_shot + n_query, 1), minval=INPUT_RANGE[0], maxval=INPUT_RANGE[1]
     )
@@ -40,7 +50,8 @@ def init_mlp(key: jax.Array, sizes=(1, 40, 40, 1)):
     keys = jax.random.split(key, len(sizes) - 1)
     return [
         {
-            "w": jax.random.normal(k, (n_in, n_out)) * 0.01,
+            # drawn flat: XLA:CPU compiles a 2-d normal sampler much slower
+            "w": jax.random.normal(k, (n_in * n_out,)).reshape(n_in, n_out) * 0.01,
             "b": jnp.zeros((n_out,)),
         }
         for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)

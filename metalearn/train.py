@@ -171,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     learner = make_learner(config)
     key_init, key_train = jax.random.split(jax.random.key(config.seed))
-    params, stats = learner.init(key_init)
+    params, stats = jax.jit(learner.init)(key_init)  # one compile, not one per op
     optimizer = make_optimizer(config)
     state = TrainState(params, stats, optimizer.init(params), jnp.zeros((), jnp.int32))
     sizes = dict(n_way=config.test_way, k_shot=config.test_shot)

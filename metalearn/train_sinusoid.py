@@ -108,7 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Meta-trains MAML and the pretrained baseline; writes `summary.json`."""
     start = time.time()
     key_init, key_train = jax.random.split(jax.random.key(config.seed))
-    params = {"net": sinusoid.init_mlp(key_init)}
+    params = {"net": jax.jit(sinusoid.init_mlp)(key_init)}
     if config.meta_sgd:
         params["rates"] = jax.tree.map(
             lambda p: jnp.full_like(p, config.inner_lr), params["net"]

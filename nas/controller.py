@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nas import search_space as space_lib
 
@@ -50,7 +51,10 @@ class Rollout(NamedTuple):
 
 
 def init(key: jax.Array, config: ControllerConfig) -> dict[str, jax.Array]:
-    """Controller parameters, uniform in [-0.1, 0.1] as the official code."""
+    """Controller parameters, uniform in [-0.1, 0.1] as the official code.
+
+    Not traceable (call it outside `jit`).
+    """
     size, num_ops = config.lstm_size, len(config.space.op_names)
     shapes = {
         "w_lstm": (2 * size, 4 * size),
@@ -61,10 +65,13 @@ def init(key: jax.Array, config: ControllerConfig) -> dict[str, jax.Array]:
         "w_attn_2": (size, size),
         "v_attn": (size,),
     }
-    keys = jax.random.split(key, len(shapes))
+    # One flat draw cut on the host: one compiled op, not one per weight shape.
+    sizes = [int(np.prod(shape)) for shape in shapes.values()]
+    flat = np.asarray(jax.random.uniform(key, (sum(sizes),), minval=-0.1, maxval=0.1))
+    pieces = np.split(flat, np.cumsum(sizes)[:-1])
     params = {
-        name: jax.random.uniform(k, shape, minval=-0.1, maxval=0.1)
-        for k, (name, shape) in zip(keys, shapes.items(), strict=True)
+        name: jax.device_put(piece.reshape(shape))
+        for piece, (name, shape) in zip(pieces, shapes.items(), strict=True)
     }
     bias = config.op_bias_init or (0.0,) * num_ops
     params["b_soft"] = jnp.asarray(bias, jnp.float32)
@@ -106,7 +113,12 @@ def rollout(
     key: jax.Array,
     arch: jax.Array | None = None,
 ) -> Rollout:
-    """Samples a macro architecture (or scores `arch`, ignoring `key`)."""
+    """Samples a macro architecture (or scores `arch`, ignoring `key`).
+
+    The layers are one `lax.scan` (compiled once whatever L): layer i attends
+    over a fixed (L,) buffer of anchors and its decisions for j >= i are masked
+    out of the arch, the log-probability, the entropy and the penalty.
+    """
     space = config.space
     if space.name != "macro":
         raise NotImplementedError(f"controller for the {space.name} space")
@@ -115,41 +127,55 @@ def rollout(
     num_ops = len(space.op_names)
     noise_op = jax.random.gumbel(key_op, (num_layers, num_ops))
     noise_skip = jax.random.gumbel(key_skip, (num_layers, num_layers, 2))
-    c = h = jnp.zeros(size)
-    inputs = params["g_emb"]
-    anchors, anchors_w1, pieces = [], [], []
-    log_prob = entropy = skip_count = jnp.zeros(())
-    penalties = []
+    teacher = arch is not None
+    if teacher:  # official layout -> per-layer op and (L,) skip row (0 for j >= i)
+        given_ops = space_lib.macro_ops(space, arch)
+        given_skips = space_lib.macro_skips(space, arch)
+    else:
+        given_ops = jnp.zeros(num_layers, jnp.int32)
+        given_skips = jnp.zeros((num_layers, num_layers), jnp.int32)
     target = jnp.array([1.0 - config.skip_target, config.skip_target])
-    for layer in range(num_layers):
+
+    def layer_step(carry, xs):
+        c, h, inputs, anchors, anchors_w1, totals = carry
+        layer, n_op, n_skip, g_op, g_skip = xs
         c, h = _lstm(params["w_lstm"], inputs, c, h)
         logits = h @ params["w_soft"] + params["b_soft"]
         logits = _squash(logits, config, config.op_tanh_reduce)
-        start = layer + layer * (layer - 1) // 2  # official layout: op, skips
-        given = None if arch is None else arch[start]
-        op, lp, ent = _decide(logits, noise_op[layer], given)
-        log_prob, entropy = log_prob + lp, entropy + ent
-        pieces.append(op[None])
+        op, lp_op, ent_op = _decide(logits, n_op, g_op if teacher else None)
         c, h = _lstm(params["w_lstm"], params["w_emb"][op], c, h)
-        if layer > 0:
-            query = jnp.tanh(jnp.stack(anchors_w1) + h @ params["w_attn_2"])
-            query = query @ params["v_attn"]  # (layer,)
-            logits = _squash(jnp.stack([-query, query], -1), config)
-            given = None if arch is None else arch[start + 1 : start + 1 + layer]
-            skip, lp, ent = _decide(logits, noise_skip[layer, :layer], given)
-            log_prob, entropy = log_prob + lp.sum(), entropy + ent.sum()
-            prob = jax.nn.softmax(logits)  # (layer, 2): [p(no skip), p(skip)]
-            penalties.append((prob * jnp.log(prob / target)).sum())
-            pieces.append(skip)
-            weights = skip.astype(jnp.float32)
-            skip_count = skip_count + weights.sum()
-            inputs = weights @ jnp.stack(anchors) / (1.0 + weights.sum())
-        else:
-            inputs = params["g_emb"]
-        anchors.append(h)
-        anchors_w1.append(h @ params["w_attn_1"])
-    penalty = jnp.mean(jnp.stack(penalties)) if penalties else jnp.zeros(())
-    return Rollout(jnp.concatenate(pieces), log_prob, entropy, penalty, skip_count)
+        query = jnp.tanh(anchors_w1 + h @ params["w_attn_2"]) @ params["v_attn"]
+        logits = _squash(jnp.stack([-query, query], -1), config)  # (L, 2)
+        skip, lp, ent = _decide(logits, n_skip, g_skip if teacher else None)
+        mask = jnp.arange(num_layers) < layer  # anchors j < i exist
+        skip = jnp.where(mask, skip, 0)
+        prob = jax.nn.softmax(logits)  # (L, 2): [p(no skip), p(skip)]
+        kl = (prob * jnp.log(prob / target)).sum(-1)
+        weights = skip.astype(jnp.float32)
+        totals = totals + jnp.stack(
+            [
+                lp_op + jnp.where(mask, lp, 0.0).sum(),
+                ent_op + jnp.where(mask, ent, 0.0).sum(),
+                jnp.where(mask, kl, 0.0).sum(),
+                weights.sum(),
+            ]
+        )
+        mean_anchor = weights @ anchors / (1.0 + weights.sum())
+        inputs = jnp.where(layer > 0, mean_anchor, params["g_emb"])
+        anchors = anchors.at[layer].set(h)
+        anchors_w1 = anchors_w1.at[layer].set(h @ params["w_attn_1"])
+        return (c, h, inputs, anchors, anchors_w1, totals), (op, skip)
+
+    zeros = jnp.zeros((num_layers, size))
+    carry = (jnp.zeros(size), jnp.zeros(size), params["g_emb"], zeros, zeros)
+    xs = (jnp.arange(num_layers), noise_op, noise_skip, given_ops, given_skips)
+    carry, (ops, skips) = jax.lax.scan(layer_step, carry + (jnp.zeros(4),), xs)
+    log_prob, entropy, penalty, skip_count = carry[-1]
+    rows, cols = np.tril_indices(num_layers, k=-1)
+    flat = jnp.zeros(space.length, jnp.int32).at[space.positions("op")].set(ops)
+    flat = flat.at[space.positions("skip")].set(skips[rows, cols])
+    penalty = penalty / max(1, num_layers - 1)  # mean over layers with skips
+    return Rollout(flat, log_prob, entropy, penalty, skip_count)
 
 
 def sample(

@@ -1,10 +1,15 @@
-"""A picture of a derived macro architecture, titled with its fixed_arc string.
+"""Figures for NAS reports: the derived architecture and the search curves.
 
-Layers are boxes from the stem (bottom) up, labelled with their op; each skip
-connection is an arc on the right from node j (0 = stem) to the layer it feeds.
+`plot_macro`: layers are boxes from the stem (bottom) up, labelled with their op;
+each skip connection is an arc on the right from node j (0 = stem) to the layer
+it feeds; the title is the official fixed_arc string. `plot_search`: controller
+entropy and reward over the search, and the op shares per epoch (collapse).
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import matplotlib
 
@@ -52,5 +57,48 @@ def plot_macro(space: space_lib.SearchSpace, arch, path: str) -> str:
         "\n".join(text[i : i + 60] for i in range(0, len(text), 60)), fontsize=7
     )
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_search(metrics_path: str, path: str) -> str | None:
+    """Controller entropy and reward per step, op shares per epoch, to `path`.
+
+    Reads the search phase's metrics.jsonl; returns None (no file) when it holds
+    neither controller nor op-share rows (e.g. a random-search-only run).
+    """
+    if not os.path.exists(metrics_path):
+        return None
+    with open(metrics_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    ctrl = [r for r in rows if "controller/entropy" in r]
+    evals = [r for r in rows if any(k.startswith("eval/op_share/") for k in r)]
+    if not ctrl and not evals:
+        return None
+    fig, (ax_ctrl, ax_share) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if ctrl:
+        steps = [r["step"] for r in ctrl]
+        ax_ctrl.plot(steps, [r["controller/entropy"] for r in ctrl], label="entropy")
+        ax_ctrl.set_ylabel("controller entropy (nats / arch)")
+        twin = ax_ctrl.twinx()
+        twin.plot(
+            steps,
+            [r["controller/valid_accuracy"] for r in ctrl],
+            color="tab:orange",
+            label="reward acc.",
+        )
+        twin.set_ylabel("reward: shared-weight valid acc.", color="tab:orange")
+    ax_ctrl.set_xlabel("search step")
+    keys = sorted({k for r in evals for k in r if k.startswith("eval/op_share/")})
+    epochs = np.arange(1, len(evals) + 1)
+    for key in keys:
+        style = "--" if key.endswith("skip_density") else "-"
+        values = [r.get(key, np.nan) for r in evals]
+        ax_share.plot(epochs, values, style, marker="o", label=key.split("/")[-1])
+    ax_share.set_xlabel("search epoch")
+    ax_share.set_ylabel("share of sampled children")
+    ax_share.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -8,7 +8,10 @@ For each sampled architecture m with reward R_m (validation-minibatch accuracy
 of the child with shared weights, plus `entropy_weight * H(m)`):
     b <- b - (1 - decay) * (b - R_m)         (updated before use, as official)
     loss_m = -log p(m) * (R_m - b) + skip_weight * KL_skip(m)
-and Adam steps on the mean loss over the aggregated samples.
+and Adam steps on the mean loss over the aggregated samples. `update` takes the
+gradient through the sampling pass itself (actions are integers, so only the
+log-probabilities carry gradient): equal to `loss` on the sampled archs, with
+one rollout in the compiled graph instead of a sampling and a scoring one.
 
 Where the paper and the official code differ, and what is followed here:
 
@@ -104,13 +107,23 @@ def update(
     Args:
       reward_fn: (num_samples, length) int32 archs -> (num_samples,) rewards.
     """
-    rollouts = controller_lib.sample(state.params, config, key, num_samples)
-    accuracy = reward_fn(rollouts.arch)
-    rewards = accuracy + entropy_weight * rollouts.entropy
-    advantage, baseline = advantages(rewards, state.baseline, baseline_decay)
-    value, grads = jax.value_and_grad(loss)(
-        state.params, config, rollouts.arch, advantage, skip_weight
-    )
+
+    def sampled_loss(params):
+        # Sampling inside the differentiated function: the rollout's log-prob is
+        # differentiable in `params` and its integer actions are not, so this
+        # equals `loss` on the sampled archs without a second (scoring) rollout.
+        rollouts = controller_lib.sample(params, config, key, num_samples)
+        archs = rollouts.arch
+        accuracy = jax.lax.stop_gradient(reward_fn(archs))
+        entropy = jax.lax.stop_gradient(rollouts.entropy)
+        rewards = accuracy + entropy_weight * entropy
+        advantage, baseline = advantages(rewards, state.baseline, baseline_decay)
+        policy = -(rollouts.log_prob * advantage).mean()
+        value = policy + skip_weight * rollouts.skip_penalty.mean()
+        return value, (rollouts, accuracy, rewards, baseline)
+
+    (value, aux), grads = jax.value_and_grad(sampled_loss, has_aux=True)(state.params)
+    rollouts, accuracy, rewards, baseline = aux
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {

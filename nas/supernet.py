@@ -55,51 +55,55 @@ class SupernetConfig:
         return tuple(layer for layer in (distance - 1, 2 * distance - 1) if layer >= 0)
 
 
-def _he(key, shape):
-    fan_in = int(np.prod(shape[:-1]))
-    return jax.random.normal(key, shape) * np.sqrt(2.0 / fan_in)
+def _shapes(config: SupernetConfig) -> Params:
+    """The parameter tree with shapes (tuples) as leaves."""
+    width, names = config.width, config.space.op_names
 
+    def op(name):
+        shapes = {"inp": (1, 1, width, width)}
+        if name.startswith("conv"):
+            size = int(name[4])
+            shapes["w"] = (size, size, width, width)
+        elif name.startswith("sep_conv"):
+            size = int(name[8])
+            shapes["depth"] = (size, size, 1, width)
+            shapes["point"] = (1, 1, width, width)
+        return shapes
 
-def _init_op(key, name: str, width: int) -> Params:
-    keys = jax.random.split(key, 3)
-    params = {"inp": _he(keys[0], (1, 1, width, width))}
-    if name.startswith("conv"):
-        size = int(name[4])
-        params["w"] = _he(keys[1], (size, size, width, width))
-    elif name.startswith("sep_conv"):
-        size = int(name[8])
-        params["depth"] = _he(keys[1], (size, size, 1, width))
-        params["point"] = _he(keys[2], (1, 1, width, width))
-    return params
+    half = (1, 1, width, width // 2)
+    return {
+        "stem": (3, 3, config.in_channels, width),
+        "layers": [{name: op(name) for name in names}] * config.space.size,
+        "head": {"w": (width, config.num_classes), "b": (config.num_classes,)},
+        "reduce": {
+            str(layer): [{"a": half, "b": half}] * (layer + 2)
+            for layer in config.pool_layers
+        },
+    }
 
 
 def init(key: jax.Array, config: SupernetConfig) -> Params:
-    """Shared weights: every op of every layer, the reductions and the head."""
-    width, names = config.width, config.space.op_names
-    key_stem, key_head, key_layers, key_reduce = jax.random.split(key, 4)
-    layer_keys = jax.random.split(key_layers, (config.space.size, len(names)))
-    params = {
-        "stem": _he(key_stem, (3, 3, config.in_channels, width)),
-        "layers": [
-            {name: _init_op(k, name, width) for k, name in zip(row, names, strict=True)}
-            for row in layer_keys
-        ],
-        "head": {
-            "w": _he(key_head, (width, config.num_classes)),
-            "b": jnp.zeros(config.num_classes),
-        },
-        "reduce": {},
-    }
-    for layer in config.pool_layers:
-        keys = jax.random.split(jax.random.fold_in(key_reduce, layer), 2 * (layer + 2))
-        params["reduce"][str(layer)] = [
-            {
-                "a": _he(keys[2 * n], (1, 1, width, width // 2)),
-                "b": _he(keys[2 * n + 1], (1, 1, width, width // 2)),
-            }
-            for n in range(layer + 2)
-        ]
-    return params
+    """Shared weights: every op of every layer, the reductions and the head.
+
+    He-normal weights and a zero head bias, cut on the host from one flat
+    normal draw: one small compiled op, where eager per-shape draws compiled
+    one op per distinct weight shape (and a jitted init took longer still).
+    Not traceable (call it outside `jit`).
+    """
+    shapes, treedef = jax.tree.flatten(
+        _shapes(config), is_leaf=lambda x: isinstance(x, tuple)
+    )
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    flat = np.asarray(jax.random.normal(key, (sum(sizes),)))
+    leaves, offset = [], 0
+    for shape, size in zip(shapes, sizes, strict=True):
+        fan_in = int(np.prod(shape[:-1]))
+        scale = 0.0 if len(shape) == 1 else np.sqrt(2.0 / fan_in)  # bias: zeros
+        leaves.append(
+            jax.device_put(flat[offset : offset + size].reshape(shape) * scale)
+        )
+        offset += size
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def _conv(x, w):

@@ -74,7 +74,7 @@ class DiehlCookState:
 
 def init(model: DiehlCook, key: jax.Array) -> DiehlCookState:
     weights = 0.3 * jax.random.uniform(key, (model.num_inputs, model.num_neurons))
-    theta = jnp.full((model.num_neurons,), model.theta_init)
+    theta = jnp.full((model.num_neurons,), model.theta_init, jnp.float32)  # not weak
     return DiehlCookState(weights, theta, jnp.zeros((), jnp.int32))
 
 

@@ -21,6 +21,11 @@ step-by-step loop computes (tested against one). `remat` wraps each neuron
 step in `jax.checkpoint`; `truncate=K` cuts the gradient through the neuron
 state every K steps (truncated BPTT). With `spiking=False` the same layers
 form an ANN with ReLU.
+
+`schedule="step"` runs the other way round, as recurrent nets and streaming
+input need: one scan over time whose step advances every layer by one step
+(each conv on a (B, ...) batch). It computes the same spikes, membranes and
+gradients (tested), more slowly on CPU for convolutions.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ import math
 import jax
 import jax.numpy as jnp
 
+from shared.errors import ConfigError
 from snn import neurons as neurons_lib
+
+SCHEDULES = ("layer", "step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +92,10 @@ class Network:
       remat: `jax.checkpoint` each neuron step (recompute in the backward pass).
       truncate: truncated-BPTT window in steps (0 = full BPTT).
       dense_in_scan: run dense layers' matmuls per step inside the neuron scan
-        (B-row matmuls stay in cache; see the module docstring).
+        (B-row matmuls stay in cache; see the module docstring). On a GPU set
+        False: those matmuls are memory-bound there (snn/README.md).
+      schedule: "layer" (each layer over all T, then the next) or "step" (one
+        scan over time through every layer: the recurrent-net order).
     """
 
     layers: tuple[Layer, ...]
@@ -95,6 +106,14 @@ class Network:
     remat: bool = False
     truncate: int = 0
     dense_in_scan: bool = True
+    schedule: str = "layer"
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}; set --config.schedule to one "
+                f"of {SCHEDULES}."
+            )
 
     def neuron_at(self, index: int):
         if index == len(self.layers) - 1 and self.readout == "membrane":
@@ -102,32 +121,38 @@ class Network:
         return self.neuron
 
     def init(self, key: jax.Array) -> dict:
-        """PyTorch's default init, U(+-1/sqrt(fan_in)) for weights and biases."""
+        """PyTorch's default init, U(+-1/sqrt(fan_in)) for weights and biases.
+
+        All of them come from one `uniform` draw, sliced per array: each
+        threefry call site costs about 0.6 s of XLA:CPU compile time.
+        """
         params = {"layers": [], "neurons": []}
-        shapes = layer_shapes(self.layers, self.input_shape)
-        keys = jax.random.split(key, len(self.layers))
-        for index, (layer, (shape_in, _), k) in enumerate(
-            zip(self.layers, shapes, keys, strict=True)
+        shapes = []
+        for layer, (shape_in, _) in zip(
+            self.layers, layer_shapes(self.layers, self.input_shape), strict=True
         ):
             if layer.kind == "dense":
                 w_shape = (math.prod(shape_in), layer.features)
             else:
                 w_shape = (layer.kernel, layer.kernel, shape_in[-1], layer.features)
+            shapes.append((w_shape, (layer.features,)))
+        sizes = [math.prod(w) + math.prod(b) for w, b in shapes]
+        draws = jax.random.uniform(key, (sum(sizes),), minval=-1.0, maxval=1.0)
+        offset = 0
+        for index, (w_shape, b_shape) in enumerate(shapes):
             bound = 1.0 / math.sqrt(math.prod(w_shape[:-1]))
-            key_w, key_b = jax.random.split(k)
+            w_end = offset + math.prod(w_shape)
+            b_end = w_end + math.prod(b_shape)
             params["layers"].append(
                 {
-                    "w": jax.random.uniform(
-                        key_w, w_shape, minval=-bound, maxval=bound
-                    ),
-                    "b": jax.random.uniform(
-                        key_b, (layer.features,), minval=-bound, maxval=bound
-                    ),
+                    "w": bound * draws[offset:w_end].reshape(w_shape),
+                    "b": bound * draws[w_end:b_end],
                 }
             )
+            offset = b_end
             neuron = self.neuron_at(index)
             params["neurons"].append(
-                neuron.init_params(layer.features) if self.spiking else {}
+                neuron.init_params(b_shape[0]) if self.spiking else {}
             )
         return params
 
@@ -144,6 +169,8 @@ class Network:
           membrane, "layer_inputs": [(T, B, ...) input of each layer]};
           for an ANN {"logits": (B, C), "layer_inputs": [...]}.
         """
+        if self.spiking and self.schedule == "step":
+            return self._apply_per_step(params, inputs)
         lead = inputs.shape[: inputs.ndim - len(self.input_shape)]
         x, layer_inputs = inputs, []
         for index, layer in enumerate(self.layers):
@@ -179,6 +206,44 @@ class Network:
         if not self.spiking:
             return {"logits": x, "layer_inputs": layer_inputs}
         return {"spikes": spikes, "membrane": membrane, "layer_inputs": layer_inputs}
+
+    def _apply_per_step(self, params: dict, inputs: jax.Array) -> dict:
+        """`apply` as one scan over time, every layer inside the step."""
+        last = len(self.layers) - 1
+
+        def body(states, inputs_t):
+            t, x = inputs_t
+            if self.truncate:
+                cut = t % self.truncate == 0
+                states = jax.tree.map(
+                    lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), states
+                )
+            new_states, layer_inputs = [], []
+            for index, layer in enumerate(self.layers):
+                layer_inputs.append(x)
+                current = _weighted(layer, params["layers"][index], x)
+                state, x = self.neuron_at(index).step(
+                    params["neurons"][index], states[index], current
+                )
+                new_states.append(state)
+            return new_states, (layer_inputs[1:], x, new_states[last].membrane)
+
+        if self.remat:
+            body = jax.checkpoint(body)
+        batch = inputs.shape[1]
+        states = [
+            self.neuron_at(index).init_state((batch, *out), inputs.dtype)
+            for index, (_, out) in enumerate(
+                layer_shapes(self.layers, self.input_shape)
+            )
+        ]
+        steps = jnp.arange(inputs.shape[0])
+        _, (hidden, spikes, membrane) = jax.lax.scan(body, states, (steps, inputs))
+        return {
+            "spikes": spikes,
+            "membrane": membrane,
+            "layer_inputs": [inputs, *hidden],
+        }
 
 
 def _weighted(layer: Layer, params: dict, x: jax.Array) -> jax.Array:

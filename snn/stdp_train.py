@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from shared import data as data_lib
+from shared import mesh as mesh_lib
 from shared import train_loop
 from shared import workdir as workdir_lib
 from shared.batches import BatchIterator, iterate_once
@@ -34,8 +35,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.dt={config.dt} must be > 0 (ms).")
 
 
-def counts_for(model, state, key, images, batch_size) -> np.ndarray:
-    responses = diehl_cook.make_responses(model)
+def counts_for(responses, state, key, images, batch_size) -> np.ndarray:
+    """Spike counts (B, N) of `images`, learning off, in batches of `batch_size`."""
     out = []
     for index, batch in enumerate(iterate_once({"x": images}, batch_size)):
         key_batch = jax.random.fold_in(key, index)
@@ -76,15 +77,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batches=batches,
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh_lib.make_mesh(config.num_devices),
     )
     train_seconds = time.time() - start
     state = result.state
+    responses = diehl_cook.make_responses(model)  # one compile for both sets
     label_counts = counts_for(
-        model, state, key_label, labelled.images, config.eval_batch_size
+        responses, state, key_label, labelled.images, config.eval_batch_size
     )
     neuron_labels = diehl_cook.assign_labels(label_counts, labelled.labels)
     test_counts = counts_for(
-        model, state, key_test, test.images, config.eval_batch_size
+        responses, state, key_test, test.images, config.eval_batch_size
     )
     predictions = np.asarray(diehl_cook.predict(test_counts, neuron_labels))
     summary = {

@@ -13,7 +13,10 @@ membrane trace of one test sample and the accuracy-vs-operations sweep
 
 from __future__ import annotations
 
+import functools
+import os
 import time
+import types
 from collections.abc import Mapping
 
 import flax
@@ -25,6 +28,7 @@ import optax
 from absl import logging
 
 from shared import data as data_lib
+from shared import mesh as mesh_lib
 from shared import train_loop
 from shared import workdir as workdir_lib
 from shared.batches import BatchIterator, iterate_once
@@ -52,6 +56,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "loss": tuple(encoding.LOSSES),
         "neuron": tuple(neurons_lib.NEURONS),
         "reset": neurons_lib.RESETS,
+        "schedule": network_lib.SCHEDULES,
     }
     for field, allowed in choices.items():
         if config[field] not in allowed:
@@ -94,6 +99,7 @@ def make_network(config: ml_collections.ConfigDict) -> network_lib.Network:
         spiking=config.spiking,
         remat=config.remat,
         truncate=config.truncate,
+        schedule=config.schedule,
     )
 
 
@@ -153,25 +159,60 @@ def make_step(config, net, optimizer):
     return step
 
 
-def make_eval(config, net, images, labels, key, time_steps=None):
-    """`params -> {"accuracy", "loss", "ops/..."}` over every test example.
+def with_thresholds(net: network_lib.Network, params: dict, factor: float = 1.0):
+    """`params` with every spiking layer's threshold as an array, times `factor`.
 
-    The input spikes of batch `i` use `fold_in(key, i)`: deterministic.
+    A threshold held in the parameters is traced, not static, so evaluating
+    one net at many thresholds (the accuracy-vs-operations sweep) compiles once.
     """
-    encode, loss_fn = make_encoder(config, net), make_loss(config, net)
-    time_steps = time_steps or config.time_steps
+    if not net.spiking:
+        return params
+    neurons = []
+    for index, neuron_params in enumerate(params["neurons"]):
+        neuron = net.neuron_at(index)
+        if hasattr(neuron, "threshold"):
+            size = net.layers[index].features
+            default = jnp.full((size,), neuron.threshold, jnp.float32)
+            threshold = neuron_params.get("threshold", default)
+            neuron_params = {**neuron_params, "threshold": factor * threshold}
+        neurons.append(neuron_params)
+    return {**params, "neurons": neurons}
+
+
+@functools.cache
+def _batch_stats(net, encoder: str, loss: str, time_steps: int):
+    """Jitted `(params, images, labels, key) -> (loss sum, hits, SynOps sums)`.
+
+    Cached on its static arguments, so the final evaluation and the sweep
+    point with the same T share one compile.
+    """
+    static = types.SimpleNamespace(encoder=encoder, loss=loss, time_steps=time_steps)
+    encode, loss_fn = make_encoder(static, net), make_loss(static, net)
 
     @jax.jit
     def batch_stats(params, images, labels, key):
-        inputs = encode(key, images, time_steps)
-        loss, (scores, outputs) = loss_fn(params, inputs, labels)
+        inputs = encode(key, images)
+        value, (scores, outputs) = loss_fn(params, inputs, labels)
         hits = (scores.argmax(-1) == labels).sum()
         if not net.spiking:
-            return loss * len(labels), hits, jnp.zeros(len(net.layers))
+            return value * len(labels), hits, jnp.zeros(len(net.layers))
         synops = ops_lib.synaptic_ops(net, outputs["layer_inputs"])
-        return loss * len(labels), hits, jnp.stack(synops) * len(labels)
+        return value * len(labels), hits, jnp.stack(synops) * len(labels)
 
-    def evaluate(params) -> dict[str, float]:
+    return batch_stats
+
+
+def make_eval(config, net, images, labels, key, time_steps=None):
+    """`(params, threshold_factor=1) -> {"accuracy", "loss", "ops/..."}`.
+
+    Over every example of `images`; the input spikes of batch `i` use
+    `fold_in(key, i)`: deterministic.
+    """
+    time_steps = time_steps or config.time_steps
+    batch_stats = _batch_stats(net, config.encoder, config.loss, time_steps)
+
+    def evaluate(params, threshold_factor: float = 1.0) -> dict[str, float]:
+        params = with_thresholds(net, params, threshold_factor)
         total_loss, correct, synops = 0.0, 0, np.zeros(len(net.layers))
         batches = iterate_once({"x": images, "y": labels}, config.eval_batch_size)
         for index, batch in enumerate(batches):
@@ -191,14 +232,15 @@ def make_eval(config, net, images, labels, key, time_steps=None):
     return evaluate
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains, evaluates on the test set, writes `summary.json`, returns it."""
-    train, test = data_lib.load_train_test(config)
-    workdir_lib.write_json(
-        workdir, "data.json", {"train": train.source, "test": test.source}
-    )
+def _keys(seed: int) -> jax.Array:
+    """(init, train, eval) keys of a run."""
+    return jax.random.split(jax.random.key(seed), 3)
+
+
+def fit_and_evaluate(config, workdir: str, train, test) -> tuple[dict, dict]:
+    """One model: `fit` in `workdir`, then the test set. Returns (summary, params)."""
     net = make_network(config)
-    key_init, key_train, key_eval = jax.random.split(jax.random.key(config.seed), 3)
+    key_init, key_train, key_eval = _keys(config.seed)
     params = jax.jit(net.init)(key_init)  # one compile, not one per eager op
     batches = BatchIterator(
         {"image": train.images, "label": train.labels}, config.batch_size, config.seed
@@ -222,6 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         log_every=config.log_every,
         eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every,
+        mesh=mesh_lib.make_mesh(config.num_devices),
     )
     summary = {
         "test_accuracy": result.eval_metrics["eval/accuracy"],
@@ -234,16 +277,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "train_samples_per_second": result.steps_per_second * config.batch_size,
         "wall_seconds_this_run": time.time() - start,
         "resumed_from_step": result.start_step,
-        "seed": config.seed,
-        "data_source": train.source,
-        "device": jax.devices()[0].device_kind,
     }
+    return summary, result.state.params
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains, evaluates on the test set, writes `summary.json`, returns it.
+
+    With `config.ann_twin` (a spiking config) the ANN with the same layers is
+    trained next in `workdir/ann` (its own resumable phase): its accuracy is
+    `ann_test_accuracy`, and on the sweep's test images `ann_sweep_accuracy`,
+    the point drawn on the operations figure.
+    """
+    start = time.time()
+    train, test = data_lib.load_train_test(config)
+    workdir_lib.write_json(
+        workdir, "data.json", {"train": train.source, "test": test.source}
+    )
+    summary, params = fit_and_evaluate(config, workdir, train, test)
+    key_eval = _keys(config.seed)[2]
+    count = min(config.sweep_examples, len(test.labels))
+    ann_accuracy = config.get("ann_accuracy")  # given: on the whole test set
+    if config.get("ann_twin") and config.spiking:
+        ann_config = config.copy_and_resolve_references()
+        ann_config.spiking = False
+        ann_dir = os.path.join(workdir, "ann")
+        ann, ann_params = fit_and_evaluate(ann_config, ann_dir, train, test)
+        ann_accuracy = make_eval(
+            ann_config,
+            make_network(ann_config),
+            test.images[:count],
+            test.labels[:count],
+            key_eval,
+        )(ann_params)["accuracy"]
+        summary.update(
+            ann_test_accuracy=ann["test_accuracy"],
+            ann_sweep_accuracy=ann_accuracy,
+            ann_wall_seconds=ann["wall_seconds_this_run"],
+        )
+    summary.update(
+        seed=config.seed,
+        data_source=train.source,
+        device=jax.devices()[0].device_kind,
+    )
     if config.figures and config.spiking:
         from snn import figures  # matplotlib only when asked
 
-        summary.update(
-            figures.write_all(config, net, result.state.params, test, key_eval, workdir)
-        )
+        net = make_network(config)
+        # fit's mesh: the sweep point at the trained T reuses fit's eval compile
+        with jax.set_mesh(mesh_lib.make_mesh(config.num_devices)):
+            written = figures.write_all(
+                config, net, params, test, key_eval, workdir, ann_accuracy
+            )
+        summary.update(written)
+    summary["wall_seconds_total"] = time.time() - start
     logging.info("summary: %s", summary)
     workdir_lib.write_json(workdir, "summary.json", summary)
     return summary

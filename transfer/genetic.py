@@ -233,7 +233,8 @@ def make_round(spec: pathnet.PathNetSpec, ga: GAConfig, optimizer):
 
     `batch` holds `image` (2K, T, B, ...) uint8 and `label` (2K, T, B) training
     minibatches (see `transfer.tasks.RoundBatches`). Once solved, a step only
-    increments `step` (fit has no early stop; `lax.cond` skips the work).
+    increments `step` (`lax.cond` skips the work; runners end the phase with
+    `fit`'s `stop_fn`).
     """
     num_slots = 2 * ga.tournaments_per_round
     train = make_trainers(spec, optimizer)[ga.schedule]

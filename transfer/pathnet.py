@@ -218,13 +218,17 @@ def mask_updates(updates: dict, frozen: jax.Array) -> dict:
     return jax.tree.map(lambda u, m: jnp.where(m, jnp.zeros_like(u), u), updates, masks)
 
 
-def reinit_unfrozen(key: Key, params: dict, frozen: jax.Array, spec: PathNetSpec):
-    """Keeps frozen modules, re-initialises every other module and the head."""
-    fresh = init_params(key, spec)
+def keep_frozen(params: dict, fresh: dict, frozen: jax.Array) -> dict:
+    """`params`' frozen modules, `fresh`'s everything else (head included)."""
     masks = module_mask_tree(params, frozen)
     return jax.tree.map(
         lambda old, new, m: jnp.where(m, old, new), params, fresh, masks
     )
+
+
+def reinit_unfrozen(key: Key, params: dict, frozen: jax.Array, spec: PathNetSpec):
+    """Keeps frozen modules, re-initialises every other module and the head."""
+    return keep_frozen(params, init_params(key, spec), frozen)
 
 
 def check_paths(paths, spec: PathNetSpec) -> np.ndarray:

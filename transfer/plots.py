@@ -115,3 +115,65 @@ def speedup_histogram(speedups: dict, filename: str) -> str:
     fig.savefig(filename, dpi=120)
     plt.close(fig)
     return filename
+
+
+def finetune_fractions(results: dict, fractions, filename: str) -> str:
+    """Accuracy against target-data fraction, one panel per target.
+
+    Args:
+      results: target -> (finetune.Members, accuracy (K,)) per member.
+      fractions: the fractions of the run (x axis, log scale).
+    """
+    from transfer.finetune import METHODS  # noqa: PLC0415 (plots stays light)
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6))
+    for ax, (target, (members, accuracy)) in zip(
+        np.atleast_1d(axes), results.items(), strict=True
+    ):
+        for m, method in enumerate(METHODS):
+            picks = [
+                accuracy[(members.method == m) & (members.fraction == f)]
+                for f in fractions
+            ]
+            ax.errorbar(
+                np.asarray(fractions) * 100,
+                [p.mean() for p in picks],
+                yerr=[p.std() for p in picks],
+                marker="o",
+                capsize=3,
+                label=method,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("target training data (%)")
+        ax.set_ylabel("target test accuracy")
+        ax.set_title(target)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(filename, dpi=120)
+    plt.close(fig)
+    return filename
+
+
+def finetune_compute(curves: dict, flops_per_step: dict, column: str, filename: str):
+    """Test accuracy against training GFLOPs (from the eval rows of each target).
+
+    Args:
+      curves: target -> metric rows (metrics.jsonl) with `eval/<method>/<column>`.
+      flops_per_step: method -> training FLOPs of one step of one member.
+      column: which fraction's curve to draw, e.g. "100pct".
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6))
+    for ax, (target, rows) in zip(np.atleast_1d(axes), curves.items(), strict=True):
+        for method, flops in flops_per_step.items():
+            name = f"eval/{method}/{column}"
+            points = [(r["step"] * flops / 1e9, r[name]) for r in rows if name in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=".", label=method)
+        ax.set_xlabel("training compute (GFLOPs, analytic)")
+        ax.set_ylabel(f"target test accuracy ({column} data)")
+        ax.set_title(target)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(filename, dpi=120)
+    plt.close(fig)
+    return filename

@@ -62,3 +62,27 @@ def summarize(scratch, method, name: str) -> dict[str, float]:
         f"{name}/generations_mean": float(np.mean(method)),
         f"{name}/p_value_vs_scratch": paired_permutation_test(scratch, method),
     }
+
+
+def summarize_pairs(results: list[dict], methods=("pathnet", "finetune", "scratch")):
+    """Per-pair result dicts -> mean generations, censoring, test accuracy, and
+    every non-scratch method's speedup over scratch with CI and p-value."""
+    generations = {
+        m: np.array([r[m]["generations"] for r in results], np.float64)
+        for m in ("task_a_result", *methods)
+    }
+    summary = {"task_a/generations_mean": float(generations["task_a_result"].mean())}
+    for method in methods:
+        summary[f"{method}/censored_runs"] = int(
+            sum(r[method]["censored"] for r in results)
+        )
+        summary[f"{method}/test_accuracy_mean"] = float(
+            np.mean([r[method]["test_accuracy"] for r in results])
+        )
+    for method in methods:
+        if method != "scratch":
+            summary.update(
+                summarize(generations["scratch"], generations[method], method)
+            )
+    summary["scratch/generations_mean"] = float(generations["scratch"].mean())
+    return summary

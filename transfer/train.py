@@ -15,12 +15,16 @@ The three B runs share the population initialisation and the minibatch stream
 (common random numbers), so their generation counts are paired. A run that never
 reaches the threshold counts `max_generations` and is flagged `censored`. Every GA
 phase is one `shared.train_loop.fit` call in `workdir/pair_XXX/<phase>/` (resumable);
-each finished pair writes `pair_XXX/result.json` and is skipped on rerun.
+each finished pair writes `pair_XXX/result.json` and is skipped on rerun. The
+round, the initialisers and the report's accuracy are built once per setting
+(`programs`), so `fit` compiles one round for all phases and pairs, and a phase ends
+at the first log step after it is solved (`stop_fn`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import functools
 import math
 import os
 import time
@@ -31,7 +35,6 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from jax.experimental.compilation_cache import compilation_cache
 
 from shared import mesh as mesh_lib
 from shared import train_loop
@@ -94,8 +97,51 @@ def make_ga(config) -> genetic.GAConfig:
     )
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-    return getattr(optax, config.optimizer)(config.learning_rate)
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The jitted pieces of a run, shared by every phase and pair of a setting.
+
+    Attributes:
+      step: the GA round, one object per setting, so `fit` (which caches its
+        jitted step per step function) compiles it once.
+      init_params: `key -> params`.
+      init_state: `(key, params, frozen (L, M)) -> GAState`.
+      keep_frozen: `(params, fresh, frozen) -> params` (`pathnet.keep_frozen`).
+      accuracy: `(params, path, images uint8, labels) -> accuracy` (reports only).
+    """
+
+    step: object
+    init_params: object
+    init_state: object
+    keep_frozen: object
+    accuracy: object
+
+
+@functools.cache
+def _programs(spec, ga, optimizer: str, learning_rate: float) -> Programs:
+    opt = getattr(optax, optimizer)(learning_rate)
+
+    def accuracy(params, path, images, labels):
+        logits = pathnet.apply(params, path, images.astype(jnp.float32) / 255.0, spec)
+        return (logits.argmax(-1) == labels).mean()
+
+    return Programs(
+        step=genetic.make_round(spec, ga, opt),
+        init_params=jax.jit(functools.partial(pathnet.init_params, spec=spec)),
+        init_state=jax.jit(
+            lambda key, params, frozen: genetic.init_state(
+                key, params, opt, spec, ga, frozen
+            )
+        ),
+        keep_frozen=jax.jit(pathnet.keep_frozen),
+        accuracy=jax.jit(accuracy),
+    )
+
+
+def programs(config) -> Programs:
+    return _programs(
+        make_spec(config), make_ga(config), config.optimizer, config.learning_rate
+    )
 
 
 def make_mesh(config) -> jax.sharding.Mesh:
@@ -106,13 +152,8 @@ def make_mesh(config) -> jax.sharding.Mesh:
     return mesh_lib.make_mesh(math.gcd(slots, jax.device_count()))
 
 
-def make_test_eval(task: tasks.BinaryTask, spec):
+def make_test_eval(task: tasks.BinaryTask, accuracy):
     """`state -> {"test_accuracy"}` of the best path: reporting only, never fitness."""
-
-    @jax.jit
-    def accuracy(params, path, images, labels):
-        logits = pathnet.apply(params, path, images.astype(jnp.float32) / 255.0, spec)
-        return (logits.argmax(-1) == labels).mean()
 
     def evaluate(state):
         acc = accuracy(
@@ -123,9 +164,19 @@ def make_test_eval(task: tasks.BinaryTask, spec):
     return evaluate
 
 
+def _solved(step: int, metrics: dict) -> bool:
+    """fit's stop_fn: the phase ends at the first log step after solving.
+
+    `train/solved` is the window's mean of a flag that stays 1 once set, so any
+    positive value means solved (the exact generation is in `solved_at`).
+    """
+    del step
+    return metrics.get("train/solved", 0.0) > 0.0
+
+
 def run_ga(config, task, state, workdir: str, key, batch_seed: int):
     """One GA phase on `task` through `fit`; returns (final state, result dict)."""
-    spec, ga = make_spec(config), make_ga(config)
+    ga, jitted = make_ga(config), programs(config)
     batches = tasks.RoundBatches(
         task.train_images,
         task.train_labels,
@@ -136,17 +187,18 @@ def run_ga(config, task, state, workdir: str, key, batch_seed: int):
         config.salt_pepper,
     )
     result = train_loop.fit(
-        genetic.make_round(spec, ga, make_optimizer(config)),
+        jitted.step,
         state,
         workdir=workdir,
         num_steps=config.max_generations // ga.tournaments_per_round,
         key=key,
         batches=batches,
-        eval_fn=make_test_eval(task, spec),
+        eval_fn=make_test_eval(task, jitted.accuracy),
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
         mesh=make_mesh(config),
         progress=False,
+        stop_fn=_solved,
     )
     final = result.state
     solved_at = int(final.solved_at)
@@ -161,7 +213,7 @@ def run_ga(config, task, state, workdir: str, key, batch_seed: int):
 
 def run_pair(config, index: int, digits_a, digits_b, workdir: str) -> dict:
     """Task A then the three task-B runs of pair `index`."""
-    spec, ga, optimizer = make_spec(config), make_ga(config), make_optimizer(config)
+    spec, jitted = make_spec(config), programs(config)
     load = dict(
         dataset=config.dataset,
         data_dir=config.get("data_dir"),
@@ -173,31 +225,34 @@ def run_pair(config, index: int, digits_a, digits_b, workdir: str) -> dict:
     keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), index), 8)
     seed_a, seed_b = [config.seed * 100_003 + index * 2 + i for i in (0, 1)]
 
-    state_a = genetic.init_state(
-        keys[1], pathnet.init_params(keys[0], spec), optimizer, spec, ga
-    )
+    nothing = np.zeros((spec.num_layers, spec.num_modules), bool)
+    state_a = jitted.init_state(keys[1], jitted.init_params(keys[0]), nothing)
     state_a, result_a = run_ga(
         config, task_a, state_a, os.path.join(workdir, "task_a"), keys[2], seed_a
     )
-    frozen = pathnet.active_modules(state_a.best_path, spec.num_modules)
+    # On the host, so the initialisers see the same input placement as for task A
+    # (fit returns mesh-replicated arrays) and compile once.
+    params_a = jax.device_get(state_a.params)
+    frozen = np.asarray(state_a.best_path)[..., None] == np.arange(spec.num_modules)
+    frozen = frozen.any(axis=-2)  # (L, M): the modules on A's best path
     starts = {
-        "pathnet": (
-            pathnet.reinit_unfrozen(keys[3], state_a.params, frozen, spec),
+        "pathnet": (  # = pathnet.reinit_unfrozen(keys[3], params_a, frozen, spec)
+            jitted.keep_frozen(params_a, jitted.init_params(keys[3]), frozen),
             frozen,
         ),
         "finetune": (
             {
-                "layers": state_a.params["layers"],
-                "head": pathnet.init_head(keys[4], spec),
+                "layers": params_a["layers"],
+                "head": jitted.init_params(keys[4])["head"],
             },
-            None,
+            nothing,
         ),
-        "scratch": (pathnet.init_params(keys[5], spec), None),
+        "scratch": (jitted.init_params(keys[5]), nothing),
     }
     out = {"index": index, "task_a": list(digits_a), "task_b": list(digits_b)}
     out["task_a_result"] = result_a
     for method, (params, frozen_b) in starts.items():
-        state = genetic.init_state(keys[6], params, optimizer, spec, ga, frozen_b)
+        state = jitted.init_state(keys[6], params, frozen_b)
         _, out[method] = run_ga(
             config, task_b, state, os.path.join(workdir, method), keys[7], seed_b
         )
@@ -208,8 +263,7 @@ def run_pair(config, index: int, digits_a, digits_b, workdir: str) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs `num_pairs` pairs (resuming finished ones), writes summary.json."""
     validate_config(config)
-    with _shared_compilations(workdir):
-        return _run_pairs(config, workdir)
+    return _run_pairs(config, workdir)
 
 
 def _run_pairs(config, workdir: str) -> dict:
@@ -233,7 +287,7 @@ def _run_pairs(config, workdir: str) -> dict:
             digits_b,
             {m: result[m]["generations"] for m in ("task_a_result", *METHODS)},
         )
-    summary = summarize(results)
+    summary = stats.summarize_pairs(results, METHODS)
     if jax.process_index() == 0:
         scratch = np.array([r["scratch"]["generations"] for r in results], float)
         plots.speedup_histogram(
@@ -273,56 +327,3 @@ def _pair_figures(result: dict, pair_dir: str) -> None:
     plots.generation_curves(
         pair_dir, ("task_a", *METHODS), os.path.join(pair_dir, "curves.png")
     )
-
-
-@contextlib.contextmanager
-def _shared_compilations(workdir: str):
-    """Lets the 4 fit calls of every pair reuse one compiled round.
-
-    `fit` jits a fresh closure per call, so each GA phase would recompile the same
-    program (seconds each on a loaded CPU, 4 phases per pair). The round's HLO is
-    identical across phases and pairs (task data are batch arguments, not
-    constants), so XLA's persistent cache in `workdir/xla_cache` serves every phase
-    after the first. The previous settings are restored on exit. Spine request:
-    let `fit` reuse a jitted step across calls.
-    """
-    if jax.config.jax_compilation_cache_dir is not None:  # the user's cache wins
-        yield
-        return
-    names = (
-        "jax_compilation_cache_dir",
-        "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes",
-    )
-    saved = {name: getattr(jax.config, name) for name in names}
-    jax.config.update(names[0], os.path.join(workdir, "xla_cache"))
-    jax.config.update(names[1], 0.0)
-    jax.config.update(names[2], 0)
-    compilation_cache.reset_cache()  # JAX decides once per process otherwise
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            jax.config.update(name, value)
-        compilation_cache.reset_cache()
-
-
-def summarize(results: list[dict]) -> dict:
-    """Mean generations per method, speedups vs scratch with CI and p-values."""
-    generations = {
-        m: np.array([r[m]["generations"] for r in results], np.float64)
-        for m in ("task_a_result", *METHODS)
-    }
-    summary = {"task_a/generations_mean": float(generations["task_a_result"].mean())}
-    for method in METHODS:
-        censored = sum(r[method]["censored"] for r in results)
-        summary[f"{method}/censored_runs"] = int(censored)
-        summary[f"{method}/test_accuracy_mean"] = float(
-            np.mean([r[method]["test_accuracy"] for r in results])
-        )
-    for method in ("pathnet", "finetune"):
-        summary.update(
-            stats.summarize(generations["scratch"], generations[method], method)
-        )
-    summary["scratch/generations_mean"] = float(generations["scratch"].mean())
-    return summary

@@ -1,7 +1,9 @@
 """Shared fields and variant parsing of the Omniglot few-shot configs.
 
 A variant is `<budget>` or `<budget>_<setting>`: budget `smoke` (seconds, for
-tests), `quick` (minutes on a CPU) or `paper` (the published schedule); setting
+tests), `demo` (about a minute and a half on 2 CPU cores, for
+`scripts/reproduce --preset=demo`), `quick` (minutes on a CPU) or `paper` (the
+published schedule); setting
 `5w1s` (default), `5w5s`, `20w1s` or `20w5s`, the test ways and shots.
 """
 
@@ -11,15 +13,15 @@ import ml_collections
 
 from shared.errors import ConfigError
 
-BUDGETS = ("smoke", "quick", "paper")
+BUDGETS = ("smoke", "demo", "quick", "paper")
 
 
 def parse_variant(variant: str) -> tuple[str, int, int]:
     """`"paper_20w5s"` -> ("paper", 20, 5)."""
-    match = re.fullmatch(r"(smoke|quick|paper)(?:_(5|20)w(1|5)s)?", variant)
+    match = re.fullmatch(r"(smoke|demo|quick|paper)(?:_(5|20)w(1|5)s)?", variant)
     if match is None:
         raise ConfigError(
-            f"unknown config variant {variant!r}; use smoke, quick or paper, "
+            f"unknown config variant {variant!r}; use smoke, demo, quick or paper, "
             "optionally with _5w1s, _5w5s, _20w1s or _20w5s (e.g. :paper_20w1s)"
         )
     budget, way, shot = match.groups()
@@ -28,6 +30,11 @@ def parse_variant(variant: str) -> tuple[str, int, int]:
 
 def base_config(learner: str, variant: str) -> ml_collections.ConfigDict:
     budget, way, shot = parse_variant(variant)
+    if budget == "demo" and learner != "protonet":
+        raise ConfigError(
+            f"no demo variant for {learner}; use omniglot_protonet.py:demo, or "
+            "smoke, quick or paper"
+        )
     config = ml_collections.ConfigDict()
     config.area = "metalearn"
     config.variant = variant

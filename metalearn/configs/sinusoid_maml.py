@@ -14,10 +14,15 @@ MAML and for a regressor pretrained on all tasks. Variants: `smoke`, `quick`
 import ml_collections
 
 from metalearn.configs.fewshot import parse_variant
+from shared.errors import ConfigError
 
 
 def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     budget, _, _ = parse_variant(variant)
+    if budget == "demo":
+        raise ConfigError(
+            "no demo variant for sinusoid MAML; use smoke, quick or paper"
+        )
     config = ml_collections.ConfigDict()
     config.area = "metalearn"
     config.trainer = "metalearn.train_sinusoid"
@@ -39,7 +44,8 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.num_steps = {"smoke": 6, "quick": 10000, "paper": 70000}[budget]
     config.test_tasks = 8 if budget == "smoke" else 600
     if budget == "smoke":
-        config.test_inner_steps = 2
+        config.meta_batch = 4
+        config.test_inner_steps = 1
     config.test_seed = 1234
     config.log_every = 3 if budget == "smoke" else 500
     config.checkpoint_every = 6 if budget == "smoke" else 5000

@@ -8,6 +8,10 @@
 Variants:
   smoke  embedded MNIST average-pooled 2x2 to 14x14x1, 3 layers, width 8, 8
          search steps, 8 final steps, random-search control; for tests.
+  demo   <= 100 s on 2 idle CPU cores (scripts/reproduce --preset=demo): quick
+         at 4 layers, 3000 train / 1000 validation, 2 search epochs, Kendall
+         tau over 3 candidates; retrains run through the supernet with the
+         arch as data (`final_network="supernet"`: one compile for all).
   quick  minutes on 2 CPU cores: embedded MNIST average-pooled to 14x14x1
          (6000 train / 2000 held-out validation from the end of train / 10000
          test), 6 layers, width 16; 3 search epochs, derive best of 8, 2-epoch
@@ -76,6 +80,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.kendall_epochs = 1
     # Final retraining of the derived architecture.
     config.final_width = 16
+    config.final_network = "standalone"  # or "supernet": one compile, slower steps
     config.final_epochs = 2
     config.final_lr_max = 0.05
     config.final_lr_min = 0.0005
@@ -99,10 +104,24 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.eval_batch_size = 128
         config.derive_samples = 2
         config.final_width = 8
+        config.final_network = "supernet"
         config.final_epochs = 1
         config.kendall_archs = 0
         config.log_every = 4
         config.checkpoint_every = 8
+    elif variant == "demo":
+        config.train_examples = 3000
+        config.valid_examples = 1000
+        config.num_layers = 4
+        config.search_epochs = 2
+        config.op_share_samples = 64
+        config.eval_examples = 1000
+        config.eval_batch_size = 1000
+        config.derive_samples = 8
+        config.kendall_archs = 3
+        config.final_network = "supernet"
+        config.final_epochs = 2
+        config.log_every = 10
     elif variant == "paper":
         config.dataset = "cifar10"
         config.image_size = 0
@@ -131,6 +150,6 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.checkpoint_every = 1000
     elif variant != "quick":
         raise ConfigError(
-            f"unknown config variant {variant!r}; use :smoke, :quick or :paper"
+            f"unknown config variant {variant!r}; use :smoke, :demo, :quick or :paper"
         )
     return config

@@ -7,7 +7,9 @@ Target (issue 3): >= 99.2% (STBP, Wu et al. 2018, arXiv:1706.02609, reports
 99.42% for its CNN). Convolutions run on all T frames at once (`snn.network`).
 
 Variants: `smoke` (channels 4/8, T=5, seconds), `quick` (T=10, 1 epoch: minutes
-on a 2-core CPU, not the target), `paper` (T=25, 30 epochs; GPU).
+on a 2-core CPU, not the target), `paper` (T=25, 15 epochs, Adam 1e-3
+cosine-decayed to 0; GPU). Measured: 99.28% test accuracy (seed 0, one H200,
+60 s of training, run with --config.figures=False).
 """
 
 import ml_collections
@@ -29,8 +31,9 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.time_steps = 10
         config.num_epochs = 1
     elif variant == "paper":
-        config.num_epochs = 30
-        config.eval_every = 2000
+        config.num_epochs = 15
+        config.cosine_decay = True
+        config.eval_every = 1876
         config.figures = True
     else:
         raise ConfigError(

@@ -21,6 +21,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.trainer = "snn.stdp_train"
     config.variant = variant
     config.seed = 0
+    config.num_devices = 0  # 0 = every device
     config.dataset = "mnist"
     config.data_dir = ml_collections.config_dict.placeholder(str)
     config.num_neurons = 100
@@ -35,6 +36,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.log_every = 10
     config.checkpoint_every = 20
     if variant == "smoke":
+        config.num_devices = 1  # one device: a smaller compile in tests
         config.num_neurons = 8
         config.dt = 1.0
         config.presentation_ms = 100.0

@@ -7,10 +7,21 @@ import numpy as np
 from nas import controller as controller_lib
 from nas import search_space as space_lib
 
-# jit: eager dispatch of the unrolled rollout is far slower than compiling it.
-sample = jax.jit(controller_lib.sample, static_argnums=(1, 3))
-score = jax.jit(controller_lib.score, static_argnums=1)
-rollout = jax.jit(controller_lib.rollout, static_argnums=1)
+# One config and one jitted call for the sampling tests: each compile costs
+# seconds on CPU, so sample, score and single rollouts share one graph.
+CONFIG = controller_lib.ControllerConfig(
+    space_lib.macro_space(4), lstm_size=8, temperature=5.0, op_tanh_reduce=2.5
+)
+NUM = 8
+
+
+@jax.jit
+def _sample_score_loop(params, key):
+    batch = controller_lib.sample(params, CONFIG, key, NUM)
+    scored = controller_lib.score(params, CONFIG, batch.arch)
+    keys = jax.random.split(key, NUM)
+    singles = [controller_lib.rollout(params, CONFIG, keys[i]) for i in (0, 3, 6)]
+    return batch, scored, singles
 
 
 def _sigmoid(x):
@@ -86,16 +97,15 @@ def reference(params, config, arch):
     return log_prob, entropy, np.mean(penalties)
 
 
-# One config for every test, so each jitted function compiles once.
-CONFIG = controller_lib.ControllerConfig(
-    space_lib.macro_space(4), lstm_size=8, temperature=5.0, op_tanh_reduce=2.5
-)
+def _params(seed):
+    params = controller_lib.init(jax.random.key(seed), CONFIG)
+    params["b_soft"] = jnp.array([0.3, -0.2, 0.0, 0.1, 0.5, -0.4])
+    return params
 
 
 def test_log_prob_entropy_penalty_match_hand_computation():
-    params = controller_lib.init(jax.random.key(1), CONFIG)
-    params["b_soft"] = jnp.array([0.3, -0.2, 0.0, 0.1, 0.5, -0.4])
-    rollouts = sample(params, CONFIG, jax.random.key(2), 8)
+    params = _params(1)
+    rollouts, scored, _ = _sample_score_loop(params, jax.random.key(2))
     for i in range(3):
         arch = np.asarray(rollouts.arch[i])
         log_prob, entropy, penalty = reference(params, CONFIG, arch)
@@ -103,16 +113,13 @@ def test_log_prob_entropy_penalty_match_hand_computation():
         np.testing.assert_allclose(rollouts.entropy[i], entropy, rtol=1e-5)
         np.testing.assert_allclose(rollouts.skip_penalty[i], penalty, rtol=1e-5)
         assert rollouts.skip_count[i] == space_lib.macro_skips(CONFIG.space, arch).sum()
-    scored = score(params, CONFIG, rollouts.arch)
     np.testing.assert_allclose(scored.log_prob, rollouts.log_prob, rtol=1e-6)
+    np.testing.assert_allclose(scored.entropy, rollouts.entropy, rtol=1e-6)
 
 
 def test_vmapped_sampling_equals_a_loop_and_archs_are_valid():
-    params = controller_lib.init(jax.random.key(0), CONFIG)
-    batch = sample(params, CONFIG, jax.random.key(3), 8)
-    keys = jax.random.split(jax.random.key(3), 8)
-    for i in range(0, 8, 3):
-        single = rollout(params, CONFIG, keys[i])
+    batch, _, singles = _sample_score_loop(_params(0), jax.random.key(3))
+    for i, single in zip((0, 3, 6), singles, strict=True):
         np.testing.assert_array_equal(single.arch, batch.arch[i])
         np.testing.assert_allclose(single.log_prob, batch.log_prob[i], rtol=1e-6)
     for arch in np.asarray(batch.arch):

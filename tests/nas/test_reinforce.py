@@ -25,21 +25,23 @@ def test_baseline_is_updated_before_each_advantage():
 def test_gradient_sign_and_skip_penalty_term():
     params = controller_lib.init(jax.random.key(0), CONFIG)
     archs = jnp.array([[3, 3, 0], [3, 3, 1]], jnp.int32)  # op 3 at both layers
-    grad = jax.jit(jax.grad(reinforce.loss), static_argnums=(1, 4))
-    up = grad(params, CONFIG, archs, jnp.ones(2), 0.0)["b_soft"]
-    down = grad(params, CONFIG, archs, -jnp.ones(2), 0.0)["b_soft"]
-    # a positive advantage lowers the loss by raising op 3's logit, and only it
-    assert up[3] < 0 and (np.delete(np.asarray(up), 3) > 0).all()
-    np.testing.assert_allclose(down, -up, rtol=1e-5)
 
-    @jax.jit
-    def penalty_term(params):
+    @jax.jit  # one compiled graph for every quantity of this test
+    def quantities(params):
+        grad = jax.grad(reinforce.loss)
+        up = grad(params, CONFIG, archs, jnp.ones(2), 0.0)["b_soft"]
+        down = grad(params, CONFIG, archs, -jnp.ones(2), 0.0)["b_soft"]
         scored = controller_lib.score(params, CONFIG, archs)
         with_penalty = reinforce.loss(params, CONFIG, archs, jnp.ones(2), 0.8)
         without = reinforce.loss(params, CONFIG, archs, jnp.ones(2), 0.0)
-        return with_penalty - without, 0.8 * scored.skip_penalty.mean()
+        penalty = (with_penalty - without, 0.8 * scored.skip_penalty.mean())
+        return up, down, penalty
 
-    np.testing.assert_allclose(*penalty_term(params), rtol=1e-5)
+    up, down, penalty = quantities(params)
+    # a positive advantage lowers the loss by raising op 3's logit, and only it
+    assert up[3] < 0 and (np.delete(np.asarray(up), 3) > 0).all()
+    np.testing.assert_allclose(down, -up, rtol=1e-5)
+    np.testing.assert_allclose(*penalty, rtol=1e-5)
 
 
 def test_toy_bandit_learns_the_rewarded_op():

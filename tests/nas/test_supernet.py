@@ -1,5 +1,7 @@
 """Supernet: one compile serves every child, equals the standalone child."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -23,38 +25,55 @@ def _inputs():
     return params, x
 
 
-def test_supernet_equals_standalone_child_and_compiles_once():
+@jax.jit
+@chex.assert_max_traces(n=1)
+def apply_kernel(params, arch, x):  # shared by the tests: compiled once
+    return supernet_lib.apply(params, CONFIG, arch, x)
+
+
+@functools.cache
+def _references():
+    """Standalone children, switch / mask selections, gradients: one compile."""
     params, x = _inputs()
 
     @jax.jit
-    @chex.assert_max_traces(n=1)
-    def apply(params, arch, x):
-        return supernet_lib.apply(params, CONFIG, arch, x)
+    def references(params, x):
+        standalone = [
+            supernet_lib.apply_standalone(
+                supernet_lib.derive(params, CONFIG, arch), CONFIG, arch, x
+            )
+            for arch in ARCHS[:2]
+        ]
+        arch = jnp.asarray(ARCHS[1])  # sep_conv5x5, conv5x5 and avg_pool layers
+        switch = supernet_lib.apply(params, CONFIG, arch, x, "switch")
+        mask = supernet_lib.apply(params, CONFIG, arch, x, "mask")
 
-    outputs = [apply(params, jnp.asarray(a), x) for a in ARCHS]
+        def loss(p):
+            return supernet_lib.apply(p, CONFIG, jnp.asarray(ARCHS[0]), x).sum()
+
+        return standalone, switch, mask, jax.grad(loss)(params)
+
+    return references(params, x)
+
+
+def test_supernet_equals_standalone_child_and_compiles_once():
+    params, x = _inputs()
+    outputs = [apply_kernel(params, jnp.asarray(a), x) for a in ARCHS]
     chex.assert_shape(outputs, [(6, 5)] * len(ARCHS))
     assert not np.allclose(outputs[0], outputs[1])  # the arch matters
-    for arch, logits in zip(ARCHS[:2], outputs[:2], strict=True):
+    standalone = _references()[0]
+    for arch, logits, alone in zip(ARCHS[:2], outputs[:2], standalone, strict=True):
         child = supernet_lib.derive(params, CONFIG, arch)
         assert len(jax.tree.leaves(child)) < len(jax.tree.leaves(params))
-        standalone = jax.jit(
-            lambda p, x, a=arch: supernet_lib.apply_standalone(p, CONFIG, a, x)
-        )
-        np.testing.assert_allclose(logits, standalone(child, x), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(logits, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_kernel_and_masked_selection_equal_switch():
     params, x = _inputs()
-    arch = jnp.asarray(ARCHS[1])  # sep_conv5x5, conv5x5 and avg_pool layers
-    switch = jax.jit(lambda p, a, x: supernet_lib.apply(p, CONFIG, a, x, "switch"))
-    mask = jax.jit(lambda p, a, x: supernet_lib.apply(p, CONFIG, a, x, "mask"))
-    kernel = jax.jit(lambda p, a, x: supernet_lib.apply(p, CONFIG, a, x, "kernel"))
-    np.testing.assert_allclose(
-        switch(params, arch, x), kernel(params, arch, x), atol=1e-5
-    )
-    np.testing.assert_allclose(
-        switch(params, arch, x), mask(params, arch, x), atol=1e-5
-    )
+    kernel = apply_kernel(params, jnp.asarray(ARCHS[1]), x)
+    _, switch, mask, _ = _references()
+    np.testing.assert_allclose(switch, kernel, atol=1e-5)
+    np.testing.assert_allclose(switch, mask, atol=1e-5)
 
 
 def test_ops_against_numpy():
@@ -71,13 +90,7 @@ def test_ops_against_numpy():
 
 
 def test_gradients_reach_only_the_chosen_ops():
-    params, x = _inputs()
-    arch = jnp.asarray(ARCHS[0])  # layer 0 uses conv3x3, never sep_conv5x5
-
-    def loss(p):
-        return supernet_lib.apply(p, CONFIG, arch, x).sum()
-
-    grads = jax.jit(jax.grad(loss))(params)
+    grads = _references()[3]  # of ARCHS[0]: layer 0 uses conv3x3, not sep_conv5x5
     assert float(jnp.abs(grads["layers"][0]["conv3x3"]["w"]).sum()) > 0
     assert float(jnp.abs(grads["layers"][0]["sep_conv5x5"]["depth"]).sum()) == 0
 

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from nas import search as search_lib
 from nas import search_space as space_lib
 from nas import train as train_lib
 from nas.configs import macro_search
@@ -39,10 +40,12 @@ def test_smoke_search_derive_final_and_random_control(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "search" / "metrics.jsonl")]
     assert any("eval/op_share/conv3x3" in row for row in rows)
     assert any("controller/baseline" in row for row in rows)
+    for figure in ("search_curves.png", "derive/derived.png"):
+        assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG", figure
 
 
 def test_cosine_restarts_by_hand():
-    schedule = train_lib.cosine_restarts(1.0, 0.0, t0=2, t_mul=2, steps_per_epoch=10)
+    schedule = search_lib.cosine_restarts(1.0, 0.0, t0=2, t_mul=2, steps_per_epoch=10)
     # cycles: epochs [0, 2), [2, 6), [6, 14)
     np.testing.assert_allclose(schedule(0), 1.0)
     np.testing.assert_allclose(schedule(10), 0.5, atol=1e-6)
@@ -57,6 +60,7 @@ def test_cosine_restarts_by_hand():
         ("space", "micro", "only 'macro'"),
         ("width", 7, "even"),
         ("num_layers", 2, ">= 3"),
+        ("final_network", "fixed", "'standalone'"),
     ],
 )
 def test_validate_config_names_the_field(field, value, message):
@@ -71,7 +75,7 @@ def test_unknown_variant():
         macro_search.get_config("huge")
 
 
-@pytest.mark.parametrize("variant", ["smoke", "quick", "paper"])
+@pytest.mark.parametrize("variant", ["smoke", "demo", "quick", "paper"])
 def test_every_variant_validates(variant):
     config = macro_search.get_config(variant)
     config_lib.validate(config)

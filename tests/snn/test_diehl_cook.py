@@ -22,17 +22,22 @@ def test_assign_labels_and_predict_by_hand():
 
 def test_learning_off_keeps_weights_on_changes_them(key):
     model = diehl_cook.DiehlCook(num_neurons=4, num_inputs=16, dt=1.0)
-    state = diehl_cook.init(model, key)
     image = jnp.full((16,), 255.0)
-    w, theta, counts = diehl_cook.show(
-        model, state.weights, state.theta, key, image, False
-    )
+
+    @jax.jit  # one compile for init and both modes
+    def show_both(key):
+        state = diehl_cook.init(model, key)
+        shown = [
+            diehl_cook.show(model, state.weights, state.theta, key, image, learn)
+            for learn in (False, True)
+        ]
+        return state, shown
+
+    state, ((w, theta, counts), learned) = show_both(key)
     np.testing.assert_array_equal(w, state.weights)
     np.testing.assert_array_equal(theta, state.theta)
     assert counts.sum() >= model.min_spikes
-    w, theta, counts = diehl_cook.show(
-        model, state.weights, state.theta, key, image, True
-    )
+    w, theta, counts = learned
     np.testing.assert_allclose(
         theta - state.theta, model.theta_plus * counts, atol=1e-4
     )

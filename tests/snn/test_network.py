@@ -1,6 +1,10 @@
-"""Layer-by-layer scan == a step-by-step Python loop; remat, truncation, ANN."""
+"""Both schedules == a step-by-step Python loop; gradients, remat, truncation, ANN.
 
-import functools
+Each test builds everything it compares inside one `jit`: one XLA compile
+instead of one per variant.
+"""
+
+import dataclasses
 
 import chex
 import jax
@@ -8,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from snn import network, neurons
+from shared.errors import ConfigError
+from snn import encoding, network, neurons
 
 T, B = 5, 2
 NEURON = neurons.LIF(beta=0.8, threshold=0.5)
@@ -37,31 +42,65 @@ def spikes_in(key, shape):
     return jax.random.bernoulli(key, 0.4, (T, B, *shape)).astype(jnp.float32)
 
 
-def check_equal_to_loop(net, key):
-    params = jax.jit(net.init)(key)
-    inputs = spikes_in(jax.random.fold_in(key, 1), net.input_shape)
-    out = jax.jit(net.apply)(params, inputs)
-    # one jit each: eager dispatch would compile every op separately
-    spikes, membrane = jax.jit(python_loop, static_argnums=0)(net, params, inputs)
-    chex.assert_shape(out["spikes"], (T, B, net.layers[-1].features))
-    np.testing.assert_array_equal(out["spikes"], spikes)
-    np.testing.assert_allclose(out["membrane"], membrane, rtol=1e-5, atol=1e-5)
-    return out
-
-
-@pytest.mark.parametrize("dense_in_scan", [True, False])
-def test_mlp_scan_equals_python_loop(key, dense_in_scan):
-    net = network.Network(
-        network.mlp_layers((8, 8), 3), (6,), NEURON, dense_in_scan=dense_in_scan
+def loss(net, params, inputs):
+    """Depends on spikes and membranes, so gradients reach every layer."""
+    out = net.apply(params, inputs)
+    labels = jnp.arange(B) % out["spikes"].shape[-1]
+    return encoding.count_cross_entropy(out["spikes"], labels) + jnp.mean(
+        out["membrane"] ** 2
     )
-    out = check_equal_to_loop(net, key)
-    assert float(out["layer_inputs"][1].sum()) > 0  # hidden layer spikes
 
 
-def test_cnn_scan_equals_python_loop(key):
+def check_variants(variants, key, grads=True, loop=True):
+    """All `variants` (Networks with the same layers) equal the Python loop
+    (or, with `loop=False`, the first variant), and their gradients agree."""
+    params = jax.jit(variants[0].init)(key)
+    inputs = spikes_in(jax.random.fold_in(key, 1), variants[0].input_shape)
+
+    @jax.jit
+    def run(params, inputs):
+        outs = [net.apply(params, inputs) for net in variants]
+        reference = (outs[0]["spikes"], outs[0]["membrane"])
+        if loop:
+            reference = python_loop(variants[0], params, inputs)
+        grad = [jax.grad(loss, argnums=1)(net, params, inputs) for net in variants]
+        return reference, outs, grad if grads else None
+
+    (spikes, membrane), outs, grad = run(params, inputs)
+    assert float(outs[0]["layer_inputs"][1].sum()) > 0  # hidden layer spikes
+    for net, out in zip(variants, outs, strict=True):
+        chex.assert_shape(out["spikes"], (T, B, net.layers[-1].features))
+        np.testing.assert_array_equal(out["spikes"], spikes)
+        np.testing.assert_allclose(out["membrane"], membrane, rtol=1e-5, atol=1e-5)
+        for a, b in zip(out["layer_inputs"], outs[0]["layer_inputs"], strict=True):
+            np.testing.assert_array_equal(a, b)
+    if grads:
+        assert float(jnp.abs(grad[0]["layers"][0]["w"]).sum()) > 0
+        for other in grad[1:]:
+            chex.assert_trees_all_close(other, grad[0], rtol=1e-5, atol=1e-6)
+    return outs[0]
+
+
+def test_mlp_schedules_equal_python_loop(key):
+    net = network.Network(network.mlp_layers((8, 8), 3), (6,), NEURON)
+    variants = [
+        net,
+        dataclasses.replace(net, dense_in_scan=False),
+        dataclasses.replace(net, schedule="step"),
+    ]
+    out = check_variants(variants, key, grads=False)
+    assert float(out["spikes"].sum()) > 0
+
+
+def test_cnn_schedules_equal_loop_and_gradients(key):
+    """Convs on all T*B frames at once == a conv inside the time scan.
+
+    The step schedule is itself checked against the Python loop on the MLP.
+    """
     layers = network.cnn_layers((2, 3), kernel=3, num_classes=3)
     net = network.Network(layers, (14, 14, 1), NEURON, readout="membrane")
-    out = check_equal_to_loop(net, key)
+    step_net = dataclasses.replace(net, schedule="step")
+    out = check_variants([net, step_net], key, loop=False)
     chex.assert_shape(out["layer_inputs"][2], (T, B, 2, 2, 3))
 
 
@@ -69,25 +108,39 @@ def test_remat_same_gradient_truncate_cuts_it(key):
     net = network.Network(network.mlp_layers((8,), 3), (6,), NEURON)
     params = jax.jit(net.init)(key)
     inputs = spikes_in(jax.random.fold_in(key, 1), (6,))
-
-    @functools.partial(jax.jit, static_argnums=1)
-    @jax.grad
-    def grad(params, net):
-        return net.apply(params, inputs)["spikes"].sum()
-
-    full = grad(params, net)
-    remat = grad(params, network.Network(net.layers, (6,), NEURON, remat=True))
-    chex.assert_trees_all_close(full, remat, rtol=1e-6)
-    cut = grad(params, network.Network(net.layers, (6,), NEURON, truncate=1))
-    assert not np.allclose(full["layers"][0]["w"], cut["layers"][0]["w"])
+    variants = {
+        "full": net,
+        "remat": dataclasses.replace(net, remat=True),
+        "step_remat": dataclasses.replace(net, remat=True, schedule="step"),
+        "cut2": dataclasses.replace(net, truncate=2),
+        "step_cut2": dataclasses.replace(net, truncate=2, schedule="step"),
+    }
 
     # truncate=1: the last step's spikes get no gradient from earlier currents
     def last(currents, truncate):
         return network.run_neuron(NEURON, {}, currents, truncate=truncate)[0][-1].sum()
 
-    currents = jnp.full((T, 3), 0.4)
-    assert float(jnp.abs(jax.grad(last)(currents, 1)[:-1]).sum()) == 0.0
-    assert float(jnp.abs(jax.grad(last)(currents, 0)[:-1]).sum()) > 0.0
+    @jax.jit
+    def run(params, currents):
+        grads = {
+            name: jax.grad(loss, argnums=1)(variant, params, inputs)
+            for name, variant in variants.items()
+        }
+        return grads, [jax.grad(last)(currents, k) for k in (1, 0)]
+
+    grads, (cut, full) = run(params, jnp.full((T, 3), 0.4))
+    chex.assert_trees_all_close(grads["remat"], grads["full"], rtol=1e-6)
+    chex.assert_trees_all_close(grads["step_remat"], grads["full"], rtol=1e-5)
+    chex.assert_trees_all_close(grads["step_cut2"], grads["cut2"], rtol=1e-5)
+    weights = [grads[name]["layers"][0]["w"] for name in ("full", "cut2")]
+    assert not np.allclose(*weights)
+    assert float(jnp.abs(cut[:-1]).sum()) == 0.0
+    assert float(jnp.abs(full[:-1]).sum()) > 0.0
+
+
+def test_unknown_schedule_is_named():
+    with pytest.raises(ConfigError, match="schedule"):
+        network.Network(network.mlp_layers((8,), 3), (6,), schedule="time")
 
 
 def test_ann_twin_is_a_relu_network(key):

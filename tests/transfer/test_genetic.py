@@ -8,12 +8,16 @@ import numpy as np
 import optax
 import pytest
 
-from transfer import genetic, pathnet
+from shared import mesh as mesh_lib
+from shared import train_loop
+from transfer import genetic, pathnet, tasks, train
+from transfer.configs import binary_mnist
 
 SPEC = pathnet.PathNetSpec(
     num_layers=3, num_modules=5, modules_per_layer=2, units=8, input_shape=(12,)
 )
-OPTIMIZER = optax.sgd(0.5)
+LEARNING_RATE = 0.5
+OPTIMIZER = optax.sgd(LEARNING_RATE)
 S, T, B = 4, 3, 6  # path slots, minibatches per path, batch size
 
 
@@ -26,14 +30,38 @@ def make_batch(seed=0):
 
 @functools.cache
 def params0():
-    return jax.jit(pathnet.init_params, static_argnums=1)(jax.random.key(0), SPEC)
+    """Random float32 params of SPEC's shapes (NumPy: no compile)."""
+    shapes = jax.eval_shape(
+        functools.partial(pathnet.init_params, spec=SPEC), jax.random.key(0)
+    )
+    rng = np.random.default_rng(0)
+    return jax.tree.map(
+        lambda leaf: rng.uniform(-0.5, 0.5, leaf.shape).astype(np.float32), shapes
+    )
+
+
+TOURNAMENT = dict(  # 6 members, 3 tournaments
+    population=np.arange(6 * 3 * 2, dtype=np.int32).reshape(6, 3, 2) % 5,
+    members=np.array([[0, 3], [4, 1], [2, 5]]),
+    fitness=np.array([[0.2, 0.9], [0.5, 0.5], [0.7, 0.1]], np.float32),
+)
+
+
+@jax.jit
+def ga_operators(key, paths, population, members, fitness):
+    """mutate(paths), select(...) and the reference children, in ONE compile
+    (every threefry draw costs seconds of CPU compile time)."""
+    out, winners, losers = genetic.select(key, population, members, fitness, 5)
+    children = genetic.mutate(key, population[winners], 5)
+    return genetic.mutate(key, paths, 5), (out, winners, losers, children)
+
+
+def mutate(key, paths):
+    return np.asarray(ga_operators(key, paths, **TOURNAMENT)[0])
 
 
 def test_mutation_rate_shift_and_range():
-    paths = jnp.zeros((20000, 3, 2), jnp.int32) + 2
-    out = np.asarray(
-        jax.jit(genetic.mutate, static_argnums=2)(jax.random.key(1), paths, 5)
-    )
+    out = mutate(jax.random.key(1), np.full((20000, 3, 2), 2, np.int32))
     assert out.min() >= 0 and out.max() < 5
     shift = (out - 2 + 2) % 5 - 2  # in {-2..2}
     changed = shift != 0
@@ -45,160 +73,182 @@ def test_mutation_rate_shift_and_range():
 
 
 def test_mutation_wraps_modulo_m():
-    paths = jnp.full((5000, 3, 2), 4, jnp.int32)
-    out = np.asarray(
-        jax.jit(genetic.mutate, static_argnums=2)(jax.random.key(2), paths, 5)
-    )
+    out = mutate(jax.random.key(2), np.full((20000, 3, 2), 4, np.int32))
     assert set(np.unique(out)) == {0, 1, 2, 3, 4}  # 4+1 -> 0, 4+2 -> 1
 
 
-@jax.jit
-def select_and_mutate(key, population, members, fitness):
-    out, winners, losers = genetic.select(key, population, members, fitness, 5)
-    return out, winners, losers, genetic.mutate(key, population[winners], 5)
-
-
 def test_tournament_winner_overwrites_loser_and_survives():
-    population = jnp.arange(6 * 3 * 2, dtype=jnp.int32).reshape(6, 3, 2) % 5
-    members = jnp.array([[0, 3], [4, 1], [2, 5]])
-    fitness = jnp.array([[0.2, 0.9], [0.5, 0.5], [0.7, 0.1]])
-    key = jax.random.key(3)
-    out, winners, losers, children = select_and_mutate(
-        key, population, members, fitness
-    )
+    population = TOURNAMENT["population"]
+    paths = np.zeros((20000, 3, 2), np.int32)
+    _, selected = ga_operators(jax.random.key(3), paths, **TOURNAMENT)
+    out, winners, losers, children = jax.device_get(selected)
     np.testing.assert_array_equal(winners, [3, 4, 2])  # tie -> first member
     np.testing.assert_array_equal(losers, [0, 1, 5])
     np.testing.assert_array_equal(out[losers], children)
     np.testing.assert_array_equal(out[winners], population[winners])
 
 
-def python_loop_synchronous(params, opt_state, paths, batch):
+@functools.cache
+def path_grad():
+    return jax.jit(jax.value_and_grad(genetic.make_loss(SPEC), has_aux=True))
+
+
+def sgd(params, grads):
+    """NumPy reference of `optax.sgd(LEARNING_RATE)`."""
+    return jax.tree.map(
+        lambda p, g: np.asarray(p) - LEARNING_RATE * np.asarray(g), params, grads
+    )
+
+
+def python_loop_synchronous(params, paths, batch):
     """Reference: each step, per-path gradients in a Python loop, summed."""
-    loss_fn = genetic.make_loss(SPEC)
-    grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     accs = np.zeros((S, T))
     for t in range(T):
         total = None
         for s in range(S):
-            (_, acc), g = grad(
+            (_, acc), g = path_grad()(
                 params, paths[s], batch["image"][s, t], batch["label"][s, t]
             )
             accs[s, t] = acc
-            total = g if total is None else jax.tree.map(jnp.add, total, g)
-        updates, opt_state = OPTIMIZER.update(total, opt_state, params)
-        params = optax.apply_updates(params, updates)
+            g = jax.tree.map(np.asarray, g)
+            total = g if total is None else jax.tree.map(np.add, total, g)
+        params = sgd(params, total)
     return params, accs.mean(axis=1)
 
 
-def python_loop_serial(params, opt_state, paths, batch):
-    loss_fn = genetic.make_loss(SPEC)
-    grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+def python_loop_serial(params, paths, batch):
     fitness = []
     for s in range(S):
         accs = []
         for t in range(T):
-            (_, acc), g = grad(
+            (_, acc), g = path_grad()(
                 params, paths[s], batch["image"][s, t], batch["label"][s, t]
             )
             accs.append(float(acc))
-            updates, opt_state = OPTIMIZER.update(g, opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params = sgd(params, g)
         fitness.append(np.mean(accs))
     return params, np.array(fitness)
+
+
+def trainer_inputs():
+    params = params0()
+    paths = np.random.default_rng(4).integers(0, 5, (S, 3, 2)).astype(np.int32)
+    batch = make_batch()
+    frozen = np.zeros((3, 5), bool)
+    return params, OPTIMIZER.init(params), frozen, paths, batch
+
+
+def trained(schedule):
+    """The jitted trainer on the shared inputs; synchronous rounds shard their
+    path slots over a 4-device mesh (the `data` axis), as `fit` runs them."""
+    params, opt_state, frozen, paths, batch = trainer_inputs()
+    train = jax.jit(genetic.make_trainers(SPEC, OPTIMIZER)[schedule])
+    if schedule == "serial":
+        return train(params, opt_state, frozen, paths, batch["image"], batch["label"])
+    mesh = mesh_lib.make_mesh(4)
+    sharded = mesh_lib.shard_batch(
+        {"paths": paths, "image": batch["image"], "label": batch["label"]}, mesh
+    )
+    with jax.set_mesh(mesh):
+        out = train(
+            *mesh_lib.replicate((params, opt_state, frozen), mesh),
+            sharded["paths"],
+            sharded["image"],
+            sharded["label"],
+        )
+    assert len(out[2].sharding.device_set) == 4  # fitness stays per-device
+    return out
 
 
 @pytest.mark.parametrize(
     "schedule, reference",
     [("synchronous", python_loop_synchronous), ("serial", python_loop_serial)],
+    ids=["synchronous-sharded-over-4-devices", "serial"],
 )
-def test_vmapped_or_scanned_population_equals_python_loop(schedule, reference):
-    params = params0()
-    opt_state = OPTIMIZER.init(params)
-    paths = genetic.random_population(jax.random.key(4), S, SPEC)
-    batch = make_batch()
-    frozen = jnp.zeros((3, 5), bool)
-    train = jax.jit(genetic.make_trainers(SPEC, OPTIMIZER)[schedule])
-    got, _, fitness, _ = train(
-        params, opt_state, frozen, paths, batch["image"], batch["label"]
-    )
-    want, want_fitness = reference(params, opt_state, paths, batch)
+def test_population_round_equals_python_loop(schedule, reference):
+    params, _, _, paths, batch = trainer_inputs()
+    got, _, fitness, _ = trained(schedule)
+    want, want_fitness = reference(params, paths, batch)
     np.testing.assert_allclose(fitness, want_fitness, atol=1e-6)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
 
 @functools.cache
-def round_setup():
-    ga = genetic.GAConfig(8, 2, "synchronous", 0.999)
-    step = jax.jit(genetic.make_round(SPEC, ga, OPTIMIZER))
-    frozen = jnp.zeros((3, 5), bool).at[0, 1].set(True)
-    state = genetic.init_state(
-        jax.random.key(5), params0(), OPTIMIZER, SPEC, ga, frozen
+def smoke_round():
+    """The smoke config's round and a start state (module 1 of layer 0 frozen).
+
+    `train.programs` hands out one step object per setting and `fit` caches its
+    compiled step per object, so these tests and tests/transfer/test_train.py
+    share a single compiled round.
+    """
+    config = binary_mnist.get_config("smoke")
+    jitted = train.programs(config)
+    frozen = np.zeros((config.num_layers, config.num_modules), bool)
+    frozen[0, 1] = True
+    params = jitted.init_params(jax.random.key(5))
+    return config, jitted, jitted.init_state(jax.random.key(6), params, frozen)
+
+
+def run_round(workdir, state, key, seed=0):
+    """One more round of `state` through `fit` (the training driver)."""
+    config, jitted, _ = smoke_round()
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (64, 784), dtype=np.uint8)
+    labels = (images[:, :392].sum(-1) > images[:, 392:].sum(-1)).astype(np.int32)
+    batches = tasks.RoundBatches(
+        images, labels, 4, config.num_minibatches, config.batch_size, seed
     )
-    return step, state
+    result = train_loop.fit(
+        jitted.step,
+        state,
+        workdir=str(workdir),
+        num_steps=int(state.step) + 1,
+        key=key,
+        batches=batches,
+        log_every=1,
+        checkpoint_every=0,
+        mesh=train.make_mesh(config),
+        progress=False,
+    )
+    return result.state, result.train_metrics
 
 
-def test_round_keeps_winners_counts_generations_and_freezes():
-    step, state = round_setup()
-    new, metrics = step(state, make_batch(), jax.random.key(6))
+def test_round_keeps_winners_counts_generations_and_freezes(tmp_path):
+    _, _, state = smoke_round()
+    new, metrics = run_round(tmp_path, state, jax.random.key(6))
+    state, new = jax.device_get((state, new))  # NumPy indexing: no eager compiles
     assert int(new.generations) == 2 and int(new.step) == 1
     evaluated = np.flatnonzero(np.asarray(new.fitness) >= 0)
     assert len(evaluated) == 2  # winners keep their fitness, children are unevaluated
     for member in evaluated:  # winners' genotypes are untouched
         np.testing.assert_array_equal(new.population[member], state.population[member])
+    changed = np.flatnonzero(np.any(new.population != state.population, axis=(1, 2)))
+    assert set(changed) <= set(range(8)) - set(evaluated)  # only losers change
     # the best winner is recorded and still in the population (elitism)
     assert any(np.array_equal(new.best_path, p) for p in np.asarray(new.population))
-    assert float(metrics["train/best_fitness"]) == float(new.fitness.max())
+    assert metrics["train/best_fitness"] == float(new.fitness.max())
     old, now = state.params["layers"][0], new.params["layers"][0]
     np.testing.assert_array_equal(old["w"][1], now["w"][1])  # frozen module
     assert not np.array_equal(state.params["head"]["w"], new.params["head"]["w"])
 
 
-def test_round_is_deterministic():
-    step, state = round_setup()
-    a, _ = step(state, make_batch(), jax.random.key(7))
-    b, _ = step(state, make_batch(), jax.random.key(7))
+def test_round_is_deterministic(tmp_path):
+    _, _, state = smoke_round()
+    a, _ = run_round(tmp_path / "a", state, jax.random.key(7))
+    b, _ = run_round(tmp_path / "b", state, jax.random.key(7))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
 
 
-def test_solved_state_is_left_alone():
-    step, state = round_setup()
-    solved, _ = step(state, make_batch(), jax.random.key(8))
+def test_solved_state_is_left_alone(tmp_path):
+    _, _, state = smoke_round()
+    solved, _ = run_round(tmp_path / "a", state, jax.random.key(8))
     solved = solved.replace(solved_at=solved.generations)
-    later, metrics = step(solved, make_batch(1), jax.random.key(9))
+    later, metrics = run_round(tmp_path / "b", solved, jax.random.key(9), seed=1)
     assert int(later.step) == 2 and int(later.generations) == 2
     for x, y in zip(
         jax.tree.leaves(solved.params), jax.tree.leaves(later.params), strict=True
     ):
         np.testing.assert_array_equal(x, y)
-    assert float(metrics["train/solved"]) == 1.0
-
-
-def test_population_sharded_over_devices_equals_one_device():
-    """Synchronous rounds shard path slots over the mesh's `data` axis."""
-    from shared import mesh as mesh_lib
-
-    params = params0()
-    opt_state = OPTIMIZER.init(params)
-    paths = genetic.random_population(jax.random.key(4), S, SPEC)
-    batch = make_batch()
-    frozen = jnp.zeros((3, 5), bool)
-    train = jax.jit(genetic.make_trainers(SPEC, OPTIMIZER)["synchronous"])
-    want = train(params, opt_state, frozen, paths, batch["image"], batch["label"])
-    mesh = mesh_lib.make_mesh(4)
-    sharded = mesh_lib.shard_batch(
-        {"paths": paths, "image": batch["image"], "label": batch["label"]}, mesh
-    )
-    with jax.set_mesh(mesh):
-        got = train(
-            mesh_lib.replicate(params, mesh),
-            mesh_lib.replicate(opt_state, mesh),
-            mesh_lib.replicate(frozen, mesh),
-            sharded["paths"],
-            sharded["image"],
-            sharded["label"],
-        )
-    assert len(got[2].sharding.device_set) == 4
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert metrics["train/solved"] == 1.0

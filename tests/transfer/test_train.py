@@ -6,25 +6,11 @@ import os
 import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from shared import workdir as workdir_lib
 from shared.errors import ConfigError
-from transfer import genetic, pathnet, stats, tasks, train
+from transfer import stats, tasks, train
 from transfer.configs import binary_mnist
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_xla_cache(tmp_path_factory):
-    """One persistent compile cache for this module: the GA runs below share one
-    compiled round (train.py then leaves the cache setting alone)."""
-    previous = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    compilation_cache.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", previous)
-    compilation_cache.reset_cache()
 
 
 def test_binary_task_labels_and_pairs():
@@ -87,10 +73,11 @@ def test_fitness_never_touches_test_data(tmp_path):
     config = smoke_config(max_generations=4)
     task = tasks.make_binary_task((1, 2), train_examples=200, test_examples=40)
     garbage = dataclasses.replace(task, test_labels=1 - task.test_labels)
-    spec, ga = train.make_spec(config), train.make_ga(config)
-    optimizer = train.make_optimizer(config)
-    params = jax.jit(pathnet.init_params, static_argnums=1)(jax.random.key(0), spec)
-    state = genetic.init_state(jax.random.key(1), params, optimizer, spec, ga)
+    jitted = train.programs(config)
+    nothing = np.zeros((config.num_layers, config.num_modules), bool)
+    state = jitted.init_state(
+        jax.random.key(1), jitted.init_params(jax.random.key(0)), nothing
+    )
     key = jax.random.key(2)
     ends = []
     for name, variant in (("clean", task), ("garbage", garbage)):
@@ -141,3 +128,13 @@ def test_bad_config_is_refused(field, value, message):
         train.validate_config(smoke_config(**{field: value}))
     with pytest.raises(ConfigError, match="unknown config variant"):
         binary_mnist.get_config("huge")
+
+
+@pytest.mark.parametrize("variant", ["smoke", "quick", "demo", "paper"])
+def test_every_variant_validates(variant):
+    from shared import config as config_lib
+    from transfer.configs import finetune
+
+    config_lib.validate(binary_mnist.get_config(variant))
+    if variant != "demo":
+        config_lib.validate(finetune.get_config(variant))

@@ -14,6 +14,11 @@ Fernando et al. 2017, arXiv:1701.08734, section 2.3 / figure 3. Variants:
           rate scratch needs only ~30 generations and no transfer shows.
           A synchronous K=8 schedule diverged (NaN loss) at this rate in a
           fine-tuning phase: summed gradients scale a shared module's step.
+  demo    quick's settings on 6 pairs with a 150-generation cap (scratch needs
+          ~30-60), for `scripts/reproduce --preset=demo`: <= 100 s on an idle
+          2-core CPU. Headline key `pathnet/speedup_mean` (with
+          `pathnet/speedup_ci_low`/`_high`, `pathnet/p_value_vs_scratch`); path
+          diagrams and generation curves in `pair_XXX/*.png`, `speedups.png`.
   paper   population 64, serial tournaments (K=1, the paper's algorithm), SGD at
           the paper's learning rate 1e-4 (as quoted by kimhc6028/pathnet-pytorch,
           which changed it to 1e-2), 100 pairs. `--config.population_size=20` gives
@@ -54,7 +59,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     # Data and bookkeeping.
     config.train_examples = 0  # per task, 0 = all (~12k)
     config.test_examples = 0
-    config.log_every = 5
+    config.log_every = 2  # a phase stops at the first log step after solving
     config.checkpoint_every = 100
     if variant == "smoke":
         config.num_pairs = 2
@@ -72,6 +77,11 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.log_every = 2
         config.checkpoint_every = 2
         config.schedule = "synchronous"  # exercises the vmapped, sharded round
+    elif variant == "demo":
+        config.num_pairs = 6
+        config.max_generations = 150
+        config.log_every = 2
+        config.checkpoint_every = 50
     elif variant == "paper":
         config.num_pairs = 100
         config.population_size = 64
@@ -81,6 +91,6 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.checkpoint_every = 100
     elif variant != "quick":
         raise ConfigError(
-            f"unknown config variant {variant!r}; use :smoke, :quick or :paper"
+            f"unknown config variant {variant!r}; use :smoke, :quick, :demo or :paper"
         )
     return config
