@@ -124,6 +124,10 @@ def reproduce(preset, workdir, only, data_dir, command) -> dict:
     total = sum(len(e.seeds) for e in chosen)
     ledger = {"preset": preset, "only": list(only), "device": device_name()}
     ledger["records"] = []
+    kept = _other_areas(preset, workdir, only)
+    if kept:  # areas an earlier `--only` ran in this workdir stay in the ledger
+        areas = set(only) | {r["area"] for r in kept}
+        ledger["only"] = [a for a in presets_lib.AREAS if a in areas]
     start, index = time.time(), 0
     finished: list[str] = []
     try:
@@ -156,9 +160,9 @@ def reproduce(preset, workdir, only, data_dir, command) -> dict:
                 ledger["records"].append(
                     ledger_lib.make_record(preset, experiment, metric, runs)
                 )
-            _write(ledger, workdir)
+            _write(ledger, workdir, kept)
     except (Interrupted, KeyboardInterrupt) as stop:
-        _write(ledger, workdir)
+        _write(ledger, workdir, kept)
         report_lib.write(ledger, workdir, command, time.time() - start)
         print(
             f"\ngicho: interrupted ({stop}). Finished: "
@@ -168,12 +172,35 @@ def reproduce(preset, workdir, only, data_dir, command) -> dict:
         )
         signum = getattr(stop, "signum", 2)
         sys.exit(128 + signum)
+    _write(ledger, workdir, kept)
     report_lib.write(ledger, workdir, command, time.time() - start)
     return ledger
 
 
-def _write(ledger, workdir):
-    """The ledger after each experiment, so a crash loses no finished record."""
+def _other_areas(preset, workdir, only) -> list[dict]:
+    """Records of areas outside `only` from this workdir's ledger of `preset`."""
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return []
+    old = ledger_lib.read(path)
+    if old["preset"] != preset:
+        raise ConfigError(
+            f"{path} is a ledger of preset {old['preset']!r}, not {preset!r}; "
+            "use another --workdir for another preset"
+        )
+    return [r for r in old["records"] if r["area"] not in only]
+
+
+def _write(ledger, workdir, kept):
+    """The ledger after each experiment, so a crash loses no finished record.
+
+    Records are kept in preset order: earlier `--only` runs' areas merged in.
+    """
+    records = ledger["records"] + [
+        r for r in kept if r["area"] not in {x["area"] for x in ledger["records"]}
+    ]
+    order = {area: i for i, area in enumerate(presets_lib.AREAS)}
+    ledger["records"] = sorted(records, key=lambda r: order[r["area"]])
     ledger_lib.validate(ledger)
     workdir_lib.write_json(workdir, "results.json", ledger)
 

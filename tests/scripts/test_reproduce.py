@@ -215,3 +215,15 @@ def test_every_preset_config_loads_and_validates(preset):
                 experiment.config, experiment.overrides, seed, None
             )
             config_lib.validate(config)
+
+
+def test_only_runs_add_up_in_one_ledger(tmp_path, monkeypatch):
+    run_fake(monkeypatch, tmp_path, only=["nas"])
+    ledger = run_fake(monkeypatch, tmp_path, only=["snn"])
+    assert ledger["only"] == ["snn", "nas"]
+    assert [r["experiment"] for r in ledger_lib.read(str(tmp_path))["records"]] == [
+        "snn/exp0",
+        "nas/exp2",
+    ]
+    with pytest.raises(ConfigError, match="ledger of preset 'smoke', not 'demo'"):
+        reproduce.reproduce("demo", str(tmp_path), ["snn"], None, "x")
