@@ -27,6 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from metalearn import embeddings
+
 HIDDEN = 20
 LAYERS = 2
 PREPROCESS_P = 10.0
@@ -53,11 +55,6 @@ def preprocess(grad: jax.Array, p: float = PREPROCESS_P) -> jax.Array:
     return jnp.stack([magnitude, direction], axis=-1)
 
 
-def _normal(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    # drawn flat: XLA:CPU compiles a 2-d normal sampler much slower
-    return jax.random.normal(key, (shape[0] * shape[1],)).reshape(shape)
-
-
 def init(key: jax.Array, hidden: int = HIDDEN, layers: int = LAYERS) -> dict:
     """The meta-parameters phi: LSTM layers and the linear output.
 
@@ -70,11 +67,11 @@ def init(key: jax.Array, hidden: int = HIDDEN, layers: int = LAYERS) -> dict:
     lstm = []
     for i in range(layers):
         fan_in = sizes[i] + hidden
-        w = _normal(keys[i], (fan_in, 4 * hidden)) / jnp.sqrt(fan_in)
+        w = embeddings.normal(keys[i], (fan_in, 4 * hidden)) / jnp.sqrt(fan_in)
         b = jnp.zeros((4 * hidden,)).at[hidden : 2 * hidden].set(1.0)
         lstm.append({"w": w, "b": b})
     out = {
-        "w": _normal(keys[-1], (hidden, 1)) * 0.1 / jnp.sqrt(hidden),
+        "w": embeddings.normal(keys[-1], (hidden, 1)) * 0.1 / jnp.sqrt(hidden),
         "b": jnp.zeros((1,)),
     }
     return {"lstm": lstm, "out": out}

@@ -27,6 +27,12 @@ For multi-phase experiments (search then retrain, pair after pair, seed after se
   * `stop_fn(step, metrics) -> bool`, asked after each log step with the train
     (and latest eval) metrics, ends a run early; the stop is checkpointed, so
     a rerun of a stopped run does no more work.
+
+The step compiles under `jax.set_mesh(mesh)`: a jitted function an area also
+calls outside `fit` (evaluation, figures) reuses fit's compiled code only when
+called under the same mesh. State leaves must not be weakly typed (a Python
+scalar through `jnp.asarray`): the step's output is strongly typed, so the
+second step would compile again.
 """
 
 from __future__ import annotations
