@@ -28,11 +28,12 @@ For multi-phase experiments (search then retrain, pair after pair, seed after se
     (and latest eval) metrics, ends a run early; the stop is checkpointed, so
     a rerun of a stopped run does no more work.
 
-The step compiles under `jax.set_mesh(mesh)`: a jitted function an area also
-calls outside `fit` (evaluation, figures) reuses fit's compiled code only when
-called under the same mesh. State leaves must not be weakly typed (a Python
-scalar through `jnp.asarray`): the step's output is strongly typed, so the
-second step would compile again.
+The step and `eval_fn` run under `jax.set_mesh(mesh)`: a jitted function an
+area also calls outside `fit` (final evaluation, figures) reuses fit's compiled
+code only when called under the same mesh (`with jax.set_mesh(mesh)`). Weakly
+typed state leaves (a Python scalar through `jnp.asarray`) are made strong on
+entry: the step's outputs are strongly typed, so a weak input would make the
+second step compile again.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def fit(
     mesh = mesh or mesh_lib.make_mesh()
     writer = MetricWriter(workdir)
     checkpointer = Checkpointer(workdir)
-    # A private copy: donation must not invalidate the caller's arrays.
-    state = mesh_lib.replicate(jax.tree.map(jnp.copy, state), mesh)
+    # A private, strongly typed copy: donation must not invalidate the caller's
+    # arrays, and weak types would recompile the step once.
+    state = mesh_lib.replicate(jax.tree.map(_strong_copy, state), mesh)
     pending: list[tuple[int, dict[str, Any]]] = []
     stopped = False
     restored = checkpointer.restore(state)
@@ -252,6 +254,11 @@ def _jitted_step(step_fn: StepFn, with_constants: bool):
 
         cache[with_constants] = jax.jit(wrapped, donate_argnums=0)
     return cache[with_constants]
+
+
+def _strong_copy(leaf):
+    """A copy of `leaf` with the same dtype but never weakly typed."""
+    return jnp.array(leaf, dtype=jnp.asarray(leaf).dtype, copy=True)
 
 
 def _to_host(pending):

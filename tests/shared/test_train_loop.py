@@ -183,6 +183,15 @@ def test_step_compiles_once(tmp_path):
     run(tmp_path, num_steps=12, step=traced)
 
 
+def test_weakly_typed_state_compiles_once(tmp_path):
+    state = make_state()
+    state = state.replace(params={**state.params, "b": jnp.asarray(0.0)})
+    assert state.params["b"].weak_type  # a Python scalar through asarray
+    traced = chex.assert_max_traces(step_fn, n=1)
+    result = run(tmp_path, num_steps=6, step=traced, state=state)
+    assert not result.state.params["b"].weak_type
+
+
 def test_caller_state_survives_donation(tmp_path):
     state = make_state()
     run(tmp_path, num_steps=3, state=state)
