@@ -30,7 +30,6 @@ a dedicated fine-tuning run would only backpropagate through `top` and `head`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
 
 import flax
 import jax
@@ -39,6 +38,7 @@ import numpy as np
 import optax
 
 from shared.types import Key
+from transfer import batches
 
 METHODS = ("retrain_all", "retrain_top", "scratch")
 
@@ -239,27 +239,20 @@ def member_accuracy(params: dict, images, labels) -> jax.Array:
     return (logits.argmax(-1) == labels).mean(axis=-1)
 
 
-class MemberBatches(Iterator[dict[str, np.ndarray]]):
+class MemberBatches(batches.SeededBatches):
     """Per-member minibatch ids `index` (K, B), forever; resumable by position.
 
     Member k draws uniformly with replacement from `order[k, :subset_size[k]]`;
     step `r`'s draw is a pure function of `(seed, r)`, and every member of one
     (fraction, seed) uses the same uniforms, so their minibatches coincide.
+    See `transfer.batches` for the position seeding.
     """
 
     def __init__(self, members: Members, batch_size: int, seed: int):
-        self._members, self._batch_size, self._seed = members, batch_size, seed
-        self._position = 0
+        super().__init__(seed)
+        self._members, self._batch_size = members, batch_size
 
-    def get_state(self) -> dict[str, int]:
-        return {"position": self._position}
-
-    def set_state(self, state: Mapping[str, int]) -> None:
-        self._position = int(state["position"])
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self._seed, self._position])
-        self._position += 1
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         uniforms = rng.random((self._members.seed.max() + 1, self._batch_size))
         draws = uniforms[self._members.seed]  # (K, B), shared within a seed
         take = (draws * self._members.subset_size[:, None]).astype(np.int64)

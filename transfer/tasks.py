@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from shared import data as data_lib
 from shared.errors import ConfigError
+from transfer import batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,16 +108,17 @@ def sample_task_pairs(
     return pairs
 
 
-class RoundBatches(Iterator[dict[str, np.ndarray]]):
+class RoundBatches(batches.SeededBatches):
     """Training minibatches for one GA round, forever; resumable by position.
 
     Round `r` yields `image` uint8 (S, T, B, 784) and `label` int32 (S, T, B): for
     each of the S path slots of the round (two per tournament), T minibatches of B
     examples drawn uniformly with replacement from the task's TRAINING split
-    (`default_rng([seed, r])`). Test data is never touched. With `salt_pepper`
-    = p > 0, each pixel is independently replaced with probability p by 0 or 255
-    (half each), the noise reportedly used for binary MNIST by public PathNet
-    re-implementations (kimhc6028/pathnet-pytorch, `--noise-prob 0.5`).
+    (`default_rng([seed, r])`, see `transfer.batches`). Test data is never
+    touched. With `salt_pepper` = p > 0, each pixel is independently replaced
+    with probability p by 0 or 255 (half each), the noise reportedly used for
+    binary MNIST by public PathNet re-implementations (kimhc6028/pathnet-pytorch,
+    `--noise-prob 0.5`).
     """
 
     def __init__(
@@ -137,22 +138,13 @@ class RoundBatches(Iterator[dict[str, np.ndarray]]):
                 f"a task needs training examples (got {len(images)} images, "
                 f"{len(labels)} labels); check --config.train_examples."
             )
+        super().__init__(seed)
         self._images, self._labels = images, labels
         self._shape = (num_slots, num_minibatches, batch_size)
-        self._seed = seed
         self._salt_pepper = salt_pepper
-        self._position = 0
 
-    def get_state(self) -> dict[str, int]:
-        return {"position": self._position}
-
-    def set_state(self, state: Mapping[str, int]) -> None:
-        self._position = int(state["position"])
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self._seed, self._position])
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         take = rng.integers(0, len(self._labels), size=self._shape)
-        self._position += 1
         images = self._images[take]
         if self._salt_pepper:
             hit = rng.random(images.shape) < self._salt_pepper

@@ -10,7 +10,7 @@ import pytest
 
 from shared import mesh as mesh_lib
 from shared import train_loop
-from transfer import genetic, pathnet, tasks, train
+from transfer import genetic, pathnet, protocol, tasks
 from transfer.configs import binary_mnist
 
 SPEC = pathnet.PathNetSpec(
@@ -178,12 +178,12 @@ def test_population_round_equals_python_loop(schedule, reference):
 def smoke_round():
     """The smoke config's round and a start state (module 1 of layer 0 frozen).
 
-    `train.programs` hands out one step object per setting and `fit` caches its
+    `protocol.programs` hands out one step object per setting and `fit` caches its
     compiled step per object, so these tests and tests/transfer/test_train.py
     share a single compiled round.
     """
     config = binary_mnist.get_config("smoke")
-    jitted = train.programs(config)
+    jitted = protocol.programs(config)
     frozen = np.zeros((config.num_layers, config.num_modules), bool)
     frozen[0, 1] = True
     params = jitted.init_params(jax.random.key(5))
@@ -208,7 +208,7 @@ def run_round(workdir, state, key, seed=0):
         batches=batches,
         log_every=1,
         checkpoint_every=0,
-        mesh=train.make_mesh(config),
+        mesh=protocol.make_mesh(config),
         progress=False,
     )
     return result.state, result.train_metrics

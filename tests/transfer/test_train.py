@@ -9,7 +9,7 @@ import pytest
 
 from shared import workdir as workdir_lib
 from shared.errors import ConfigError
-from transfer import stats, tasks, train
+from transfer import protocol, stats, tasks, train
 from transfer.configs import binary_mnist
 
 
@@ -73,7 +73,7 @@ def test_fitness_never_touches_test_data(tmp_path):
     config = smoke_config(max_generations=4)
     task = tasks.make_binary_task((1, 2), train_examples=200, test_examples=40)
     garbage = dataclasses.replace(task, test_labels=1 - task.test_labels)
-    jitted = train.programs(config)
+    jitted = protocol.programs(config)
     nothing = np.zeros((config.num_layers, config.num_modules), bool)
     state = jitted.init_state(
         jax.random.key(1), jitted.init_params(jax.random.key(0)), nothing
@@ -81,7 +81,7 @@ def test_fitness_never_touches_test_data(tmp_path):
     key = jax.random.key(2)
     ends = []
     for name, variant in (("clean", task), ("garbage", garbage)):
-        final, result = train.run_ga(
+        final, result = protocol.run_ga(
             config, variant, state, str(tmp_path / name), key, 0
         )
         ends.append((final, result))
@@ -107,7 +107,7 @@ def test_smoke_run_end_to_end_and_resume(tmp_path):
     assert frozen.shape == (3, 4) and frozen.sum() == len(
         {(layer, m) for layer in range(3) for m in best[layer]}
     )
-    for method in train.METHODS:
+    for method in protocol.METHODS:
         assert 0 < result[method]["generations"] <= config.max_generations
     again = train.train_and_evaluate(config, workdir)  # finished pairs are skipped
     assert again["pathnet/generations_mean"] == summary["pathnet/generations_mean"]

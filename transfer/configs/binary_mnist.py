@@ -11,7 +11,11 @@ Fernando et al. 2017, arXiv:1701.08734, section 2.3 / figure 3. Variants:
           algorithm), SGD at 0.05 (a single-pair CPU try; not tuned), 5 pairs.
           Measured here: 20 pairs (`--config.num_pairs=20`) in 631 s on 2 loaded
           CPU cores; speedups pathnet 0.98 [0.85, 1.14], finetune 1.01: at this
-          rate scratch needs only ~30 generations and no transfer shows.
+          rate scratch needs only ~30 generations and no transfer shows. Idle,
+          `--config.seed=1`: 131 s; pathnet 0.91 [0.78, 1.05] (p = 0.07),
+          finetune 1.07; with `--config.population_size=64`: 178 s, pathnet
+          0.92 [0.81, 1.06] (p = 0.02, i.e. slower than scratch), finetune 1.14.
+          `--config.salt_pepper=0.5`: every phase censored at the 400 cap.
           A synchronous K=8 schedule diverged (NaN loss) at this rate in a
           fine-tuning phase: summed gradients scale a shared module's step.
   demo    quick's settings on 6 pairs with a 150-generation cap (scratch needs
