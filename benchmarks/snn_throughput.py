@@ -7,12 +7,15 @@ output spike counts, LIF beta 0.9, threshold 1, subtract reset (detached),
 fast-sigmoid slope 25):
   mlp   784 inputs over T=25, LIF 256, LIF 10, batch 128;
   conv  12C5-MP2-LIF-64C5-MP2-LIF-FC10-LIF on 28x28, T=25, batch 64.
-Each is timed three ways: through the library (`snn.network.Network`, layer by
-layer: each layer's stateless part on all T*B frames at once, then its neuron
-scan), the library with `schedule="step"` (one scan over time through every
-layer, the recurrent-net order), and the per-step computation hand-written in
-plain JAX, to measure the abstraction's cost. Per row: warm-up step, then `--seconds` of
-steps, `--repeats` times; the median samples/s and the process's peak RSS.
+Each is timed four ways: through the library (`snn.network.Network`, layer by
+layer: convs on all T*B frames in unrolled chunks of `--chunk` frames, dense
+matmuls per step in the neuron scan) and the same computation hand-written in
+plain JAX (`plain_jax`), to measure the abstraction's cost; then the library
+with `schedule="step"` (one scan over time through every layer, the
+recurrent-net order) and that per-step computation in plain JAX
+(`plain_jax_step`); `--step_rows=` skips those two. Per row: warm-up step,
+then `--seconds` of steps, `--repeats` times; the median samples/s and the
+process's peak RSS.
 `--workloads=onb` adds the Open Neuromorphic shape (Linear + LIF, 16,384
 neurons, batch 16, T=500, forward + backward) with and without `jax.checkpoint`
 (XLA's temp-buffer size from `memory_analysis()`).
@@ -37,6 +40,14 @@ from snn import encoding, network, neurons, surrogate
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
 _WORKLOADS = flags.DEFINE_list("workloads", ["mlp", "conv"], "mlp, conv, onb.")
+_CHUNK = flags.DEFINE_integer(
+    "chunk", 32, "Conv frames per unrolled call (Network.chunk; 0 = all T*B)."
+)
+_STEP_ROWS = flags.DEFINE_list(
+    "step_rows",
+    ["mlp", "conv"],
+    "Workloads that also time the step schedule (library and plain JAX).",
+)
 _DENSE_IN_SCAN = flags.DEFINE_bool(
     "dense_in_scan",
     True,
@@ -51,6 +62,51 @@ LIF = neurons.LIF(beta=0.9, threshold=1.0, reset="subtract", scale=25.0)
 def library_loss(net):
     def loss(params, spikes, labels):
         return encoding.count_cross_entropy(net.apply(params, spikes)["spikes"], labels)
+
+    return loss
+
+
+def lif_scan(currents, weighted=None):
+    """Hand-written LIF over time; `weighted` maps each step's input first."""
+    spike = surrogate.get("fast_sigmoid", 25.0)
+
+    def body(v, x):
+        v = 0.9 * v + (x if weighted is None else weighted(x))
+        s = spike(v - 1.0)
+        return v - jax.lax.stop_gradient(s), s
+
+    first = currents[0] if weighted is None else weighted(currents[0])
+    return jax.lax.scan(body, jnp.zeros_like(first), currents)[1]
+
+
+def plain_layer_loss(net):
+    """The library's fast path by hand: convs (+ 2x2 max-pool) on all T*B
+    frames in unrolled chunks of `--chunk`, dense matmuls per step in the LIF
+    scan."""
+
+    def conv_pool(w, b, x):
+        x = jax.lax.conv_general_dilated(
+            x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        n, h, width, c = x.shape
+        return (x + b).reshape(n, h // 2, 2, width // 2, 2, c).max(axis=(2, 4))
+
+    def loss(params, spikes, labels):
+        x = spikes
+        for layer, p in zip(net.layers, params["layers"], strict=True):
+            if layer.kind == "dense":
+                x = lif_scan(
+                    x, lambda x, p=p: x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
+                )
+                continue
+            frames = x.reshape(-1, *x.shape[2:])
+            size = _CHUNK.value or len(frames)
+            out = [
+                conv_pool(p["w"], p["b"], frames[i : i + size])
+                for i in range(0, len(frames), size)
+            ]
+            x = lif_scan(jnp.concatenate(out).reshape(*x.shape[:2], *out[0].shape[1:]))
+        return encoding.count_cross_entropy(x, labels)
 
     return loss
 
@@ -164,19 +220,27 @@ def main(argv):
             continue
         layers, input_shape, batch_size = workloads[name]
         net = network.Network(
-            layers, input_shape, LIF, dense_in_scan=_DENSE_IN_SCAN.value
+            layers,
+            input_shape,
+            LIF,
+            dense_in_scan=_DENSE_IN_SCAN.value,
+            chunk=_CHUNK.value,
         )
         step_net = dataclasses.replace(net, schedule="step")
         for impl, loss_fn in (
             ("library", library_loss(net)),
+            ("plain_jax", plain_layer_loss(net)),
             ("library_step", library_loss(step_net)),
-            ("plain_jax", plain_loss(net)),
+            ("plain_jax_step", plain_loss(net)),
         ):
+            if impl.endswith("step") and name not in _STEP_ROWS.value:
+                continue
             rate = time_training(net, loss_fn, batch_size)
             row = {
                 "workload": f"snn_{name}",
                 "impl": impl,
                 "dense_in_scan": _DENSE_IN_SCAN.value,
+                "chunk": _CHUNK.value,
                 "samples_per_second": round(rate, 1),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,

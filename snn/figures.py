@@ -20,13 +20,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from shared import workdir as workdir_lib  # noqa: E402
+from snn import evaluation, supervised  # noqa: E402
 
 
 def raster(config, net, params, test, key, path) -> None:
     """Input/hidden/output rasters and output membranes of test sample 0."""
-    from snn import train  # noqa: PLC0415 (train imports this module lazily)
-
-    encode = train.make_encoder(config, net)
+    encode = supervised.make_encoder(config, net)
     outputs = jax.jit(lambda p, x: net.apply(p, encode(key, x)))(
         params, test.images[:1]
     )
@@ -57,16 +56,14 @@ def raster(config, net, params, test, key, path) -> None:
 def sweep(config, net, params, test, key) -> list[dict]:
     """(T, threshold) -> accuracy and SynOps on the first test examples.
 
-    The threshold is scaled through the parameters (`train.with_thresholds`),
+    The threshold is scaled through the parameters (`evaluation.with_thresholds`),
     so each T compiles once for all thresholds.
     """
-    from snn import train  # noqa: PLC0415
-
     count = min(config.sweep_examples, len(test.labels))
     images, labels = test.images[:count], test.labels[:count]
     rows = []
     for steps in sorted(set(config.sweep_time_steps)):
-        evaluate = train.make_eval(config, net, images, labels, key, steps)
+        evaluate = evaluation.make_eval(config, net, images, labels, key, steps)
         for factor in config.sweep_thresholds:  # multiples of the trained one
             metrics = evaluate(params, factor)
             rows.append(

@@ -56,3 +56,67 @@ def test_stdp_mnist_smoke_end_to_end(tmp_path):
     assert summary["labels_from"] == "training set"
     assert summary["train_images_seen"] == 16
     assert jax.numpy.isfinite(summary["mean_test_spikes_per_image"])
+
+
+def numpy_reference(model, weights, theta, pre_spikes):
+    """The dense per-step rule (every weight updated and clipped each step)."""
+    n, dt = model.num_neurons, model.dt
+    decay = {k: np.exp(-dt / getattr(model, k)) for k in ("tau_ge", "tau_gi")}
+    trace = {k: np.exp(-dt / getattr(model, k)) for k in ("tau_pre", "tau_post1")}
+    trace["tau_post2"] = np.exp(-dt / model.tau_post2)
+    w, theta = np.array(weights, np.float64), np.array(theta, np.float64)
+    v_e, v_i = np.full(n, model.v_rest_e), np.full(n, model.v_rest_i)
+    ge_e, gi_e, ge_i, rest_e, rest_i = (np.zeros(n) for _ in range(5))
+    pre, post1, post2, count = np.zeros(len(w)), np.zeros(n), np.zeros(n), np.zeros(n)
+    for spiked in np.asarray(pre_spikes, np.float64):
+        ge_e = ge_e + spiked @ w
+        i_e = ge_e * -v_e + gi_e * (-100.0 - v_e)
+        on_e, on_i = rest_e <= 0, rest_i <= 0
+        v_e = np.where(on_e, v_e + dt * (model.v_rest_e - v_e + i_e) / model.tau_e, v_e)
+        s_e = (v_e > model.v_thresh_e + theta - model.offset_e) & on_e
+        v_e[s_e] = model.v_reset_e
+        ge_i = ge_i + model.w_ei * s_e
+        v_i = np.where(
+            on_i, v_i + dt * (model.v_rest_i - v_i - ge_i * v_i) / model.tau_i, v_i
+        )
+        s_i = (v_i > model.v_thresh_i) & on_i
+        v_i[s_i] = model.v_reset_i
+        gi_e = gi_e + model.w_ie * (s_i.sum() - s_i)  # all but itself
+        pre, post1, post2 = (
+            pre * trace["tau_pre"],
+            post1 * trace["tau_post1"],
+            post2 * trace["tau_post2"],
+        )
+        w = w - model.nu_pre * np.outer(spiked, post1)
+        pre[spiked > 0] = 1.0
+        w = np.clip(w + model.nu_post * np.outer(pre, s_e * post2), 0.0, model.w_max)
+        post1[s_e], post2[s_e] = 1.0, 1.0
+        theta = theta + model.theta_plus * s_e
+        ge_e, gi_e, ge_i = (
+            ge_e * decay["tau_ge"],
+            gi_e * decay["tau_gi"],
+            ge_i * decay["tau_ge"],
+        )
+        rest_e = np.where(s_e, model.refrac_e, rest_e - dt)
+        rest_i = np.where(s_i, model.refrac_i, rest_i - dt)
+        count += s_e
+    return w, theta, count
+
+
+def test_event_driven_stdp_equals_dense_numpy_loop(key):
+    """Sparse rows (<= 2 input spikes) and the dense fallback (more) both
+    reproduce the dense per-step rule of the paper."""
+    model = diehl_cook.DiehlCook(num_neurons=4, num_inputs=16, dt=1.0)
+    key_w, key_s = jax.random.split(key)
+    weights = 1.2 * jax.random.uniform(key_w, (16, 4))  # some above w_max
+    theta = jnp.full((4,), model.theta_init)
+    pre_spikes = jax.random.bernoulli(key_s, 0.15, (120, 16))
+    simulate = jax.jit(diehl_cook.simulate, static_argnums=(0, 4, 5))
+    w, th, counts = simulate(model, weights, theta, pre_spikes, True, 2)
+    ref_w, ref_theta, ref_counts = numpy_reference(model, weights, theta, pre_spikes)
+    assert ref_counts.sum() >= 3  # neurons fired, so both rules acted
+    steps = np.asarray(pre_spikes).sum(1)
+    assert (steps <= 2).any() and (steps > 2).any()  # both paths taken
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_allclose(th, ref_theta, rtol=1e-6)
+    np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-6)

@@ -86,6 +86,7 @@ def test_mlp_schedules_equal_python_loop(key):
     variants = [
         net,
         dataclasses.replace(net, dense_in_scan=False),
+        dataclasses.replace(net, dense_in_scan=False, chunk=4),
         dataclasses.replace(net, schedule="step"),
     ]
     out = check_variants(variants, key, grads=False)
@@ -98,9 +99,11 @@ def test_cnn_schedules_equal_loop_and_gradients(key):
     The step schedule is itself checked against the Python loop on the MLP.
     """
     layers = network.cnn_layers((2, 3), kernel=3, num_classes=3)
-    net = network.Network(layers, (14, 14, 1), NEURON, readout="membrane")
+    net = network.Network(layers, (14, 14, 1), NEURON, readout="membrane", chunk=0)
     step_net = dataclasses.replace(net, schedule="step")
-    out = check_variants([net, step_net], key, loop=False)
+    # T*B = 10 frames in unrolled pieces of 3, 3, 3, 1: same spikes and grads
+    chunked = dataclasses.replace(net, chunk=3)
+    out = check_variants([net, step_net, chunked], key, loop=False)
     chex.assert_shape(out["layer_inputs"][2], (T, B, 2, 2, 3))
 
 
@@ -141,6 +144,20 @@ def test_remat_same_gradient_truncate_cuts_it(key):
 def test_unknown_schedule_is_named():
     with pytest.raises(ConfigError, match="schedule"):
         network.Network(network.mlp_layers((8,), 3), (6,), schedule="time")
+
+
+def test_negative_chunk_is_named():
+    with pytest.raises(ConfigError, match="config.chunk"):
+        network.Network(network.mlp_layers((8,), 3), (6,), chunk=-1)
+
+
+def test_chunked_calls_equal_one_call():
+    """Pieces of 3 rows (the last one short) concatenate to the whole call."""
+    x = np.arange(20.0).reshape(10, 2)
+    pieces = []
+    out = network.chunked(lambda p: pieces.append(len(p)) or p * 2.0, x, 3)
+    np.testing.assert_array_equal(out, x * 2.0)
+    assert pieces == [3, 3, 3, 1]
 
 
 def test_ann_twin_is_a_relu_network(key):
