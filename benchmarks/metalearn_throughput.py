@@ -2,16 +2,27 @@ r"""Meta-training episodes/s and peak RSS of the few-shot learners' step.
 
     JAX_PLATFORMS=cpu python -m benchmarks.metalearn_throughput \
         [--learner=protonet] [--way=5] [--shot=1] [--query=15] [--meta_batch=32] \
-        [--chunk=0] [--first_order] [--remat] [--seconds=20] [--repeats=3]
+        [--episode_group=1] [--chunk=0] [--first_order] [--remat] \
+        [--seconds=20] [--repeats=3]
+
+Issue 4's protocol, one learner per process (peak RSS is per process):
+    --learner=protonet
+    --learner=maml                  (second order, one inner SGD step, lr 0.4)
+    --learner=maml --first_order
+    --learner=maml --remat          (jax.checkpoint around the inner step)
+and `--episode_group=0` for the plain path (the whole vmapped meta-batch
+differentiated at once). The PyTorch per-task loop on the same workload:
+`.venv-peers/bin/python benchmarks/peers/metalearn_peers.py`.
 
 Times the jitted training step of `metalearn.train` (episode sampling on the
 device, Conv-4 with per-episode BatchNorm statistics, Adam) on embedded
-Omniglot (Vinyals split, rotations): warm-up (compile + 2 steps), then
-`--seconds` of steps, `--repeats` times; prints one JSON line per repeat and
-a summary line with the median episodes/s, the compile time and the peak RSS
-of the process. ProtoNets/Matching Nets fold the meta-batch into one
-convolution batch (weights are shared; `--chunk` splits it into cache-sized
-pieces); MAML unrolls its tasks in the step (one inner SGD step, lr 0.4).
+Omniglot (Vinyals split, rotations): compile, 3 warm-up steps, then
+`--seconds` of steps, `--repeats` times; prints one JSON line per repeat and a
+summary line with the median episodes/s, the compile and warm-up times, XLA's
+temp-buffer size for the step and the peak RSS of the process (compilation
+included). The step differentiates `--episode_group` episodes at a time
+(`metalearn/accumulate.py`, the training default 1); `--chunk` splits each
+convolution's batch into cache-sized pieces.
 """
 
 from __future__ import annotations
@@ -39,6 +50,9 @@ _SHOT = flags.DEFINE_integer("shot", 1, "Training shots.")
 _QUERY = flags.DEFINE_integer("query", 15, "Queries per class.")
 _META_BATCH = flags.DEFINE_integer("meta_batch", 32, "Episodes per step.")
 _CHUNK = flags.DEFINE_integer("chunk", 0, "Conv batch chunk (0 = off).")
+_GROUP = flags.DEFINE_integer(
+    "episode_group", 1, "Episodes differentiated together (0 = all at once)."
+)
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the median is reported.")
 
@@ -58,6 +72,7 @@ def main(argv) -> None:
     config.train_way, config.train_shot = _WAY.value, _SHOT.value
     config.train_query, config.meta_batch = _QUERY.value, _META_BATCH.value
     config.chunk = _CHUNK.value
+    config.episode_group = _GROUP.value
     images, _ = episodes_lib.load_omniglot("vinyals", "train")
     data = episodes_lib.make_class_images(images, rotations=True)
     learner = train.make_learner(config)
@@ -72,6 +87,9 @@ def main(argv) -> None:
     )
     batch = {"images": data.images}
     start = time.perf_counter()
+    step = step.lower(state, batch, jax.random.key(0)).compile()
+    compile_only_s = time.perf_counter() - start
+    temp_gb = step.memory_analysis().temp_size_in_bytes / 2**30
     for i in range(3):
         state, metrics = step(state, batch, jax.random.key(i))
     jax.block_until_ready(state)
@@ -96,6 +114,7 @@ def main(argv) -> None:
                 "setting": f"{_WAY.value}w{_SHOT.value}s{_QUERY.value}q",
                 "meta_batch": config.meta_batch,
                 "chunk": config.chunk,
+                "episode_group": config.episode_group,
                 "first_order": _FIRST_ORDER.value,
                 "remat": _REMAT.value,
                 "median_episodes_per_second": statistics.median(rates),
@@ -103,6 +122,8 @@ def main(argv) -> None:
                 * _WAY.value
                 * (_SHOT.value + _QUERY.value),
                 "warmup_seconds": compile_s,
+                "compile_seconds": compile_only_s,
+                "xla_temp_gb": temp_gb,
                 "peak_rss_gb": peak_gb,
                 "device": jax.devices()[0].device_kind,
                 "load_average_1min": __import__("os").getloadavg()[0],

@@ -12,6 +12,10 @@ meta-batch `(E, B, H, W, C)` and folds it into one `(E*B, ...)` convolution
 batch (weights are shared), while BatchNorm statistics stay per episode: a
 folded meta-batch gives the same numbers as embedding each episode on its own.
 
+Each block computes `pool(relu(BN(conv)))` as `relu(BN(pool'(conv)))`, where
+pool' takes each window's max or min by the sign of the BN scale: the same
+numbers on a quarter of the pixels (`affine_relu_pool`).
+
 BatchNorm modes:
   `batch`         per-episode batch statistics; running averages updated
                   (training, PyTorch momentum 0.1 with the unbiased variance).
@@ -81,6 +85,29 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+def affine_relu_pool(h: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
+    """`max_pool_2x2(relu(h * scale + shift))` with the pool first.
+
+    BatchNorm then ReLU is, per channel, a monotone map of `h`: non-decreasing
+    where `scale >= 0`, non-increasing where `scale < 0`. So the max over a 2x2
+    window of the activations is the activation of the window's max (or min)
+    of `h`: the same values and gradients (up to float rounding), with the
+    affine map, ReLU and their backward passes on a quarter of the pixels.
+
+    Args:
+      h: (E, B, H, W, C) conv outputs.
+      scale, shift: broadcastable to (E, 1, 1, 1, C).
+
+    Returns:
+      (E, B, H // 2, W // 2, C).
+    """
+    e, b, height, width, c = h.shape
+    h = h[:, :, : height // 2 * 2, : width // 2 * 2]
+    windows = h.reshape(e, b, height // 2, 2, width // 2, 2, c)
+    extreme = jnp.where(scale >= 0, windows.max(axis=(3, 5)), windows.min(axis=(3, 5)))
+    return jax.nn.relu(extreme * scale + shift)
+
+
 def _conv(x: jax.Array, kernel: jax.Array, chunk: int) -> jax.Array:
     """3x3 SAME conv of (B, H, W, C); `chunk` > 0 splits B into cache-sized
     pieces inside the same graph (faster on CPU for B >> 16, PERF-NOTES)."""
@@ -142,9 +169,9 @@ def apply(
                     (1 - momentum) * stats["var"][i]
                     + momentum * jax.lax.stop_gradient(unbiased)
                 )
-        h = (h - mean) * jax.lax.rsqrt(var + _EPSILON)
-        h = jax.nn.relu(h * params["scale"][i] + params["shift"][i])
-        h = max_pool_2x2(h.reshape(episodes * batch, *h.shape[2:]))
+        scale = params["scale"][i] * jax.lax.rsqrt(var + _EPSILON)
+        h = affine_relu_pool(h, scale, params["shift"][i] - mean * scale)
+        h = h.reshape(episodes * batch, *h.shape[2:])
     features = h.reshape(episodes, batch, -1)
     if mode == "batch":
         stats = {"mean": new_mean, "var": new_var}

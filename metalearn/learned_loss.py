@@ -12,9 +12,18 @@ The inner loop is `lax.scan` over SGD steps on the learned loss (support
 points), the meta-objective is the MSE of the trained regressor on query
 points of the same task, and its gradient flows through every inner step
 (second order; the regressor is small). Tasks of a meta-batch are `vmap`ped.
+
+`base="mse"` learns a correction to the MSE instead of a loss from scratch:
+`MSE + softplus(M_phi)`, with `M_phi`'s output bias started low
+(`init_loss_net(..., out_bias=-4)`) so the first learned loss is the MSE plus
+a near-constant: fresh regressors train as on the MSE from the first
+meta-step. A loss from scratch (`base="none"`) usually moved the regressors the
+wrong way at first, and meta-training collapsed to a loss with ~0 gradient.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -29,29 +38,43 @@ def _dense(key: jax.Array, n_in: int, n_out: int, scale: float) -> dict:
     return {"w": w * scale / jnp.sqrt(n_in), "b": jnp.zeros((n_out,))}
 
 
-def init_loss_net(key: jax.Array, hidden: int = 50) -> list:
+LOSS_BASES = ("none", "mse")
+
+
+def init_loss_net(key: jax.Array, hidden: int = 50, out_bias: float = 0.0) -> list:
     """The meta-loss network: (prediction, target, prediction - target) ->
-    2-hidden-layer ReLU MLP -> softplus."""
+    2-hidden-layer ReLU MLP -> softplus; `out_bias` starts the output layer's
+    bias (a low one makes the learned term small and flat at first)."""
     sizes = (3, hidden, hidden, 1)
     keys = jax.random.split(key, len(sizes) - 1)
-    return [
+    layers = [
         _dense(k, n_in, n_out, jnp.sqrt(2.0))
         for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
     ]
+    layers[-1]["b"] = layers[-1]["b"] + out_bias
+    return layers
 
 
-def learned_loss(phi: list, prediction: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean over points of softplus(M_phi(prediction, target)): (B, 1) -> scalar.
+def learned_loss(
+    phi: list, prediction: jax.Array, target: jax.Array, base: str = "none"
+) -> jax.Array:
+    """Mean over points of softplus(M_phi(prediction, target)): (B, 1) -> scalar;
+    plus the MSE when `base="mse"` (a learned correction to the MSE).
 
     The softplus keeps the loss bounded below, so descending it cannot run off
     to minus infinity. The residual is a third input: from (prediction,
     target) alone a ReLU net, piecewise linear, rarely found a minimum at
     prediction = target (meta-training collapsed to a loss with ~0 gradient).
     """
+    if base not in LOSS_BASES:
+        raise ValueError(f"base={base!r}; set config.loss_base to one of {LOSS_BASES}")
     h = jnp.concatenate([prediction, target, prediction - target], axis=-1)
     for layer in phi[:-1]:
         h = jax.nn.relu(h @ layer["w"] + layer["b"])
-    return jax.nn.softplus(h @ phi[-1]["w"] + phi[-1]["b"]).mean()
+    value = jax.nn.softplus(h @ phi[-1]["w"] + phi[-1]["b"]).mean()
+    if base == "mse":
+        value = value + mse_loss(phi, prediction, target)
+    return value
 
 
 def mse_loss(phi, prediction: jax.Array, target: jax.Array) -> jax.Array:
@@ -99,15 +122,18 @@ def meta_loss(
     k_shot: int,
     n_query: int,
     meta_batch: int,
+    base: str = "none",
 ) -> jax.Array:
-    """Mean query MSE after `steps` inner steps on the learned loss, over
-    `meta_batch` tasks, each with a fresh regressor initialisation."""
+    """Mean query MSE after `steps` inner steps on the learned loss (with
+    `base`), over `meta_batch` tasks, each with a fresh regressor
+    initialisation."""
+    loss_fn = functools.partial(learned_loss, base=base)
 
     def one(key):
         key_task, key_init = jax.random.split(key)
         task = sinusoid.sample_task(key_task, k_shot, n_query)
         params = init_regressor(key_init)
-        _, curve = train_regressor(learned_loss, phi, params, task, lr, steps)
+        _, curve = train_regressor(loss_fn, phi, params, task, lr, steps)
         return curve[-1]
 
     return jax.vmap(one)(jax.random.split(key, meta_batch)).mean()

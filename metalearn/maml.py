@@ -96,6 +96,7 @@ class MAML:
       meta_sgd: learn per-parameter inner rates (`params["rates"]`).
       remat: `jax.checkpoint` each inner step.
       task_loop: `unroll` (Python loop over tasks) or `vmap`.
+      chunk: conv batch chunk size, 0 = none (a CPU speed knob).
     """
 
     n_way: int = 5
@@ -110,6 +111,7 @@ class MAML:
     meta_sgd: bool = False
     remat: bool = False
     task_loop: str = "unroll"
+    chunk: int = 0
 
     def init(self, key: jax.Array):
         key_conv, key_head = jax.random.split(key)
@@ -130,7 +132,9 @@ class MAML:
 
     def forward(self, net, stats, x: jax.Array) -> jax.Array:
         """(B, H, W, C) images of one task -> (B, n_way) logits."""
-        features, _ = embeddings.apply(net["conv"], stats, x[None], mode="transductive")
+        features, _ = embeddings.apply(
+            net["conv"], stats, x[None], mode="transductive", chunk=self.chunk
+        )
         return features[0] @ net["head"]["w"] + net["head"]["b"]
 
     def _adapt(self, params, stats, support_x, support_y, steps: int):

@@ -31,7 +31,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from metalearn import embeddings, evaluate, maml, matching, protonets
+from metalearn import accumulate, embeddings, evaluate, maml, matching, protonets
 from metalearn import episodes as episodes_lib
 from shared import mesh as mesh_lib
 from shared import train_loop
@@ -70,6 +70,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
         if config[f"{phase}_way"] < 2:
             raise ConfigError(f"config.{phase}_way must be >= 2.")
+    group = config.episode_group
+    if group < 0 or (group and config.meta_batch % group):
+        raise ConfigError(
+            f"config.episode_group={group} must be 0 (the whole meta-batch) or a "
+            f"divisor of config.meta_batch={config.meta_batch}."
+        )
+    if config.chunk < 0:
+        raise ConfigError(f"config.chunk={config.chunk}; use 0 (off) or a size > 0.")
     if config.learner == "maml" and config.train_way != config.test_way:
         raise ConfigError(
             f"config.train_way={config.train_way} but config.test_way="
@@ -90,6 +98,7 @@ def make_learner(config: ml_collections.ConfigDict):
             meta_sgd=config.meta_sgd,
             remat=config.remat,
             task_loop=config.task_loop,
+            chunk=config.chunk,
         )
     common = dict(
         hidden=config.hidden,
@@ -119,8 +128,14 @@ def make_step(learner, optimizer, num_base: int, rotations: int, config):
         episodes = episodes_lib.sample_meta_batch(
             key, data, config.meta_batch, way, shot, query
         )
-        grad_fn = jax.value_and_grad(learner.episode_loss, has_aux=True)
-        (_, (metrics, stats)), grads = grad_fn(state.params, state.stats, episodes, way)
+        (_, (metrics, stats)), grads = accumulate.value_and_grad(
+            learner.episode_loss,
+            state.params,
+            state.stats,
+            episodes,
+            way,
+            config.episode_group,
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(

@@ -32,6 +32,7 @@ from metalearn import evaluate, learned_loss, sinusoid
 from shared import mesh as mesh_lib
 from shared import train_loop
 from shared import workdir as workdir_lib
+from shared.errors import ConfigError
 
 
 @flax.struct.dataclass
@@ -52,6 +53,7 @@ def make_step(config, optimizer):
             config.k_shot,
             config.n_query,
             config.meta_batch,
+            config.loss_base,
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.phi)
         new = state.replace(
@@ -64,8 +66,8 @@ def make_step(config, optimizer):
     return step
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _curves(steps, k_shot, n_query, ranges, phi, use_learned, lr, keys):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _curves(steps, k_shot, n_query, base, ranges, phi, use_learned, lr, keys):
     """Query-MSE curves (tasks, steps + 1) of fresh regressors on fixed tasks.
 
     Everything but the sizes is traced (the task ranges, which loss, the
@@ -76,7 +78,7 @@ def _curves(steps, k_shot, n_query, ranges, phi, use_learned, lr, keys):
     def loss_fn(phi, prediction, target):
         return jnp.where(
             use_learned,
-            learned_loss.learned_loss(phi, prediction, target),
+            learned_loss.learned_loss(phi, prediction, target, base),
             learned_loss.mse_loss(phi, prediction, target),
         )
 
@@ -92,9 +94,14 @@ def _curves(steps, k_shot, n_query, ranges, phi, use_learned, lr, keys):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Meta-trains the loss, then races it against the MSE; writes summary.json."""
     start = time.time()
+    if config.loss_base not in learned_loss.LOSS_BASES:
+        raise ConfigError(
+            f"config.loss_base={config.loss_base!r}; use one of "
+            f"{learned_loss.LOSS_BASES}."
+        )
     key_init, key_train = jax.random.split(jax.random.key(config.seed))
-    phi = jax.jit(learned_loss.init_loss_net, static_argnums=1)(
-        key_init, config.loss_hidden
+    phi = jax.jit(learned_loss.init_loss_net, static_argnums=(1, 2))(
+        key_init, config.loss_hidden, config.loss_out_bias
     )
     optimizer = optax.adam(config.learning_rate)
     state = LossState(phi, optimizer.init(phi), jnp.zeros((), jnp.int32))
@@ -111,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     phi = result.state.phi
     train_ranges = (sinusoid.AMPLITUDE, sinusoid.PHASE)
     ood_ranges = (tuple(config.ood_amplitude), tuple(config.ood_phase))
-    sizes = (config.test_steps, config.k_shot, config.test_query)
+    sizes = (config.test_steps, config.k_shot, config.test_query, config.loss_base)
 
     def run(use_learned, ranges, lr, seed, tasks):
         keys = jax.random.split(jax.random.key(seed), tasks)

@@ -34,6 +34,10 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.n_query = 20
     config.test_query = 100
     config.loss_hidden = 50
+    # "mse": learn a correction MSE + softplus(M_phi), M_phi's output bias
+    # started at loss_out_bias (small at first); "none": a loss from scratch
+    config.loss_base = "mse"
+    config.loss_out_bias = -4.0
     config.inner_lr = 0.01
     config.inner_steps = 10
     config.meta_batch = 16

@@ -28,6 +28,26 @@ def test_loss_net_shape_positive_and_mse_by_hand():
     )
 
 
+def test_mse_based_loss_starts_as_the_mse():
+    @jax.jit
+    def run(prediction, target):
+        phi = learned_loss.init_loss_net(jax.random.key(0), 4, -8.0)
+        values = [
+            learned_loss.learned_loss(phi, prediction, target, base)
+            for base in ("none", "mse")
+        ]
+        grad = jax.grad(learned_loss.learned_loss, argnums=1)
+        return values, grad(phi, prediction, target, "mse")
+
+    prediction = jnp.array([[1.0], [2.0], [-1.0]])
+    target = jnp.array([[0.0], [2.0], [1.0]])
+    (alone, with_mse), grad = run(prediction, target)
+    # the learned term rides on the MSE, and a low output bias makes it tiny
+    np.testing.assert_allclose(with_mse, alone + 5 / 3, rtol=1e-6)
+    assert 0 < alone < 1e-2
+    np.testing.assert_allclose(grad, 2 * (prediction - target) / 3, atol=1e-3)
+
+
 def test_train_regressor_one_step_is_sgd_on_the_loss():
     @jax.jit
     def run(key):

@@ -40,6 +40,34 @@ def test_max_pool_matches_reduce_window():
     np.testing.assert_array_equal(embeddings.max_pool_2x2(x), want)
 
 
+def test_pool_first_equals_relu_then_pool():
+    rng = np.random.default_rng(4)
+    h = jnp.asarray(rng.standard_normal((2, 3, 5, 7, 4)), jnp.float32)  # odd sizes
+    scale = jnp.asarray([[-1.5, -0.2, 0.3, 2.0]], jnp.float32)  # both signs
+    shift = jnp.asarray([0.1, -0.3, 0.2, 0.0], jnp.float32)
+
+    def reference(h, scale, shift):
+        out = embeddings.max_pool_2x2(
+            jax.nn.relu(h * scale + shift).reshape(6, 5, 7, 4)
+        )
+        return out.reshape(2, 3, 2, 3, 4)
+
+    run = jax.jit(  # values and both VJPs in one compile
+        lambda f, *args: (
+            jax.vjp(f, *args)[1](jnp.cos(jnp.arange(144.0)).reshape(2, 3, 2, 3, 4))
+            + (f(*args),)
+        ),
+        static_argnums=0,
+    )
+    got, want = (
+        run(embeddings.affine_relu_pool, h, scale, shift),
+        run(reference, h, scale, shift),
+    )
+    chex.assert_shape(got[-1], (2, 3, 2, 3, 4))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_prototypes_and_logits_match_numpy():
     rng = np.random.default_rng(0)
     support = rng.normal(size=(N * K, 5)).astype(np.float32)
