@@ -1,6 +1,7 @@
 """NAS throughput: supernet step (switch vs mask) vs the fixed child; controller.
 
     JAX_PLATFORMS=cpu python -m benchmarks.nas_throughput [--layers 6 --width 16]
+        [--selects kernel,switch,mask] [--max_pool window|shifted]
 
 Prints JSON lines: train-step time (forward + backward + SGD, one sampled arch
 per step, batch 64 of 28x28x1) for the supernet with `lax.switch`, with masked
@@ -23,6 +24,7 @@ import numpy as np
 import optax
 
 from nas import controller as controller_lib
+from nas import networks
 from nas import search_space as space_lib
 from nas import supernet as supernet_lib
 
@@ -46,11 +48,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--selects", default="kernel,switch,mask")
+    parser.add_argument(
+        "--max_pool", default="window", choices=["window", "shifted"]
+    )  # supernet.MAX_POOL, for the supernet and the fixed child alike
+    parser.add_argument("--skip_controller", action="store_true")
+    parser.add_argument("--space", default="macro", choices=["macro", "micro"])
+    parser.add_argument("--cells", type=int, default=5)  # micro: nodes per cell
+    parser.add_argument("--image_size", type=int, default=28)
     args = parser.parse_args()
-    space = space_lib.macro_space(args.layers)
-    config = supernet_lib.SupernetConfig(space, args.width, 1, 10)
-    params = supernet_lib.init(jax.random.key(0), config)
-    x = jax.random.normal(jax.random.key(1), (args.batch, 28, 28, 1))
+    supernet_lib.MAX_POOL = args.max_pool
+    if args.space == "micro":  # --layers is then the official num_layers
+        space = space_lib.micro_space(args.cells)
+    else:
+        space = space_lib.macro_space(args.layers)
+    config = networks.make_config(space, args.width, 1, 10, args.layers)
+    net = networks.module(config)
+    params = net.init(jax.random.key(0), config)
+    size = args.image_size
+    x = jax.random.normal(jax.random.key(1), (args.batch, size, size, 1))
     y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
     archs = [space_lib.random_arch(jax.random.key(3 + i), space) for i in range(8)]
     optimizer = optax.sgd(0.01, momentum=0.9, nesterov=True)
@@ -71,24 +86,43 @@ def main() -> None:
 
     def emit(what, seconds):
         row = {"what": what, "seconds": seconds, "layers": args.layers}
+        row.update(space=args.space, image_size=size)
         row.update(width=args.width, batch=args.batch, peak_rss_mb=rss())
+        row["max_pool"] = args.max_pool
         row["device"] = jax.devices()[0].device_kind
         print(json.dumps(row), flush=True)
 
-    ctrl_config = controller_lib.ControllerConfig(space_lib.macro_space(12))
-    ctrl = controller_lib.init(jax.random.key(0), ctrl_config)
-    sample = jax.jit(lambda k: controller_lib.sample(ctrl, ctrl_config, k, 1000))
-    keys = jax.random.split(jax.random.key(5), 10)
-    emit("controller_sample_1000_L12", _time(lambda i: sample(keys[i]), 3))
-    sampled = sample(keys[0]).arch
-    score = jax.jit(lambda a: controller_lib.score(ctrl, ctrl_config, a).log_prob)
-    emit("controller_logprob_1000_L12", _time(lambda i: score(sampled), 3))
+    ctrl_spaces = {
+        "L12": space_lib.macro_space(12),
+        "micro_B5": space_lib.micro_space(),
+    }
+    for name, ctrl_space in ctrl_spaces.items():
+        if args.skip_controller:
+            break
+        ctrl_config = controller_lib.ControllerConfig(ctrl_space)
+        if ctrl_space.name == "micro":
+            ctrl_config = controller_lib.micro_config(ctrl_space)
+        ctrl = controller_lib.init(jax.random.key(0), ctrl_config)
+        sample = jax.jit(
+            lambda k, c=ctrl, cc=ctrl_config: controller_lib.sample(c, cc, k, 1000)
+        )
+        keys = jax.random.split(jax.random.key(5), 10)
+        emit(
+            f"controller_sample_1000_{name}",
+            _time(lambda i, f=sample, k=keys: f(k[i]), 3),
+        )
+        sampled = sample(keys[0]).arch
+        score = jax.jit(
+            lambda a, c=ctrl, cc=ctrl_config: controller_lib.score(c, cc, a).log_prob
+        )
+        emit(
+            f"controller_logprob_1000_{name}",
+            _time(lambda i, f=score, a=sampled: f(a), 3),
+        )
 
     selects = args.selects.split(",")
     for select in [s for s in selects if s != "mask"]:
-        step = make_step(
-            lambda p, a, x, s=select: supernet_lib.apply(p, config, a, x, s)
-        )
+        step = make_step(lambda p, a, x, s=select: net.apply(p, config, a, x, s))
         state = [params, optimizer.init(params)]
 
         def run(i, step=step, state=state):
@@ -99,9 +133,9 @@ def main() -> None:
     fixed = []
     for arch in archs[:2]:
         arch_np = np.asarray(arch)
-        child = supernet_lib.derive(params, config, arch_np)
+        child = net.derive(params, config, arch_np)
         step = make_step(
-            lambda p, a, x, an=arch_np: supernet_lib.apply_standalone(p, config, an, x)
+            lambda p, a, x, an=arch_np: net.apply_standalone(p, config, an, x)
         )
         state = [child, optimizer.init(child)]
 
@@ -112,9 +146,7 @@ def main() -> None:
         fixed.append(_time(run, args.steps))
     emit("fixed_child_step_mean_of_2_archs", float(np.mean(fixed)))
     for select in [s for s in selects if s == "mask"]:
-        step = make_step(
-            lambda p, a, x, s=select: supernet_lib.apply(p, config, a, x, s)
-        )
+        step = make_step(lambda p, a, x, s=select: net.apply(p, config, a, x, s))
         state = [params, optimizer.init(params)]
 
         def run(i, step=step, state=state):

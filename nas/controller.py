@@ -1,4 +1,4 @@
-"""The ENAS controller: an LSTM policy that writes a macro architecture.
+"""The ENAS controller: an LSTM policy that writes a macro or micro architecture.
 
 Pham et al., "Efficient Neural Architecture Search via Parameter Sharing" (2018,
 arXiv:1802.03268), Section 2.3 and Figure 5 (macro search), following the
@@ -9,6 +9,16 @@ its hidden state `h_i`; skip j -> i is a binary choice with logits `[-q, q]`,
 `q = v . tanh(W1 h_j + W2 h_i)` (attention over earlier anchors); the next input
 is the mean of the chosen anchors. Logits are divided by `temperature`, then
 squashed to `tanh_constant * tanh(.)` (ops use `tanh_constant / op_tanh_reduce`).
+
+Micro search (Section 2.3, Figure 4; official `micro_controller.py`): the same
+LSTM writes the normal cell, then (continuing from its state) the reduction
+cell. Each cell starts with two LSTM steps on `g_emb` for its two inputs (zero
+anchors, as official); node n then picks two inputs by attention over the
+anchors of the n + 2 earlier nodes (`v . tanh(W1 h_j + W2 h)`, logits
+`tanh_constant * tanh(. / temperature)`; the next LSTM input is the chosen
+anchor), then two ops (op logits use `tanh_constant / op_tanh_reduce`, plus the
+fixed `normal_op_bias` in the normal cell only); one more LSTM step on the
+second op's embedding gives the node's anchor.
 
 `rollout(params, config, key)` samples one architecture with its log-probability,
 entropy (exact, per decision) and skip penalty; `rollout(..., arch=a)` scores a
@@ -38,6 +48,27 @@ class ControllerConfig:
     temperature: float | None = None
     skip_target: float = 0.4
     op_bias_init: tuple[float, ...] | None = None  # None: zeros (official macro)
+    # Micro only: a constant added to the normal cell's op logits after the
+    # tanh (official `b_soft_no_learn`: (0.25, 0.25, -0.25, -0.25, -0.25)).
+    normal_op_bias: tuple[float, ...] | None = None
+
+
+def micro_config(space: space_lib.SearchSpace, **overrides) -> ControllerConfig:
+    """The official micro-search controller (scripts/cifar10_micro_search.sh).
+
+    tanh constant 1.10, op tanh reduce 2.5, no temperature, `b_soft` initialized
+    to (10, 10, 0, 0, 0) (favouring the separable convs) and the fixed normal
+    cell bias (0.25, 0.25, -0.25, -0.25, -0.25).
+    """
+    values = {
+        "tanh_constant": 1.10,
+        "op_tanh_reduce": 2.5,
+        "temperature": None,
+        "op_bias_init": (10.0, 10.0, 0.0, 0.0, 0.0),
+        "normal_op_bias": (0.25, 0.25, -0.25, -0.25, -0.25),
+    }
+    values.update(overrides)
+    return ControllerConfig(space, **values)
 
 
 class Rollout(NamedTuple):
@@ -120,6 +151,8 @@ def rollout(
     out of the arch, the log-probability, the entropy and the penalty.
     """
     space = config.space
+    if space.name == "micro":
+        return _micro_rollout(params, config, key, arch)
     if space.name != "macro":
         raise NotImplementedError(f"controller for the {space.name} space")
     num_layers, size = space.size, config.lstm_size
@@ -176,6 +209,79 @@ def rollout(
     flat = flat.at[space.positions("skip")].set(skips[rows, cols])
     penalty = penalty / max(1, num_layers - 1)  # mean over layers with skips
     return Rollout(flat, log_prob, entropy, penalty, skip_count)
+
+
+def _micro_rollout(params, config: ControllerConfig, key, arch) -> Rollout:
+    """Normal then reduction cell: a `lax.scan` over the 2 cells, each a scan over
+    its B nodes (compiled once whatever B; 5 LSTM steps per node).
+
+    Node n attends over a fixed (B + 2,) buffer of anchors with the slots
+    j >= n + 2 (nodes not yet written) masked to -1e30 after the squash, so they
+    carry no probability, no entropy and are never sampled. The Gumbel noise is
+    drawn once for every decision.
+    """
+    space, num_nodes, size = config.space, config.space.size, config.lstm_size
+    num_ops = len(space.op_names)
+    key_input, key_op = jax.random.split(key)
+    noise_input = jax.random.gumbel(key_input, (2, num_nodes, 2, num_nodes + 2))
+    noise_op = jax.random.gumbel(key_op, (2, num_nodes, 2, num_ops))
+    teacher = arch is not None
+    given = arch.reshape(2, num_nodes, 4) if teacher else jnp.zeros((2, num_nodes, 4))
+    given = given.astype(jnp.int32)
+    normal = jnp.asarray(config.normal_op_bias or (0.0,) * num_ops, jnp.float32)
+    extra = jnp.stack([normal, jnp.zeros(num_ops)])  # normal cell only
+
+    def node_step(carry, xs):
+        c, h, anchors, anchors_w1, totals = carry
+        node, n_input, n_op, g, bias = xs  # g: x_id x_op y_id y_op
+        inputs, actions = params["g_emb"], []
+        for branch in range(2):  # x_id, y_id
+            c, h = _lstm(params["w_lstm"], inputs, c, h)
+            query = jnp.tanh(anchors_w1 + h @ params["w_attn_2"]) @ params["v_attn"]
+            logits = _squash(query, config)
+            logits = jnp.where(jnp.arange(num_nodes + 2) < node + 2, logits, -1e30)
+            forced = g[2 * branch] if teacher else None
+            index, lp, ent = _decide(logits, n_input[branch], forced)
+            actions.append(index)
+            totals = totals + jnp.stack([lp, ent])
+            inputs = anchors[index]
+        for branch in range(2):  # x_op, y_op
+            c, h = _lstm(params["w_lstm"], inputs, c, h)
+            logits = h @ params["w_soft"] + params["b_soft"]
+            logits = _squash(logits, config, config.op_tanh_reduce) + bias
+            forced = g[2 * branch + 1] if teacher else None
+            op, lp, ent = _decide(logits, n_op[branch], forced)
+            actions.append(op)
+            totals = totals + jnp.stack([lp, ent])
+            inputs = params["w_emb"][op]
+        c, h = _lstm(params["w_lstm"], inputs, c, h)
+        anchors = anchors.at[node + 2].set(h)
+        anchors_w1 = anchors_w1.at[node + 2].set(h @ params["w_attn_1"])
+        # decided as x_id, y_id, x_op, y_op; the layout is x_id x_op y_id y_op
+        out = jnp.stack([actions[0], actions[2], actions[1], actions[3]])
+        return (c, h, anchors, anchors_w1, totals), out
+
+    def cell_step(carry, xs):
+        c, h, totals = carry
+        n_input, n_op, g, bias = xs
+        anchors_w1 = jnp.zeros((num_nodes + 2, size))
+        for slot in range(2):  # the cell's two inputs: zero anchors
+            c, h = _lstm(params["w_lstm"], params["g_emb"], c, h)
+            anchors_w1 = anchors_w1.at[slot].set(h @ params["w_attn_1"])
+        anchors = jnp.zeros((num_nodes + 2, size))
+        biases = jnp.broadcast_to(bias, (num_nodes, num_ops))
+        node_xs = (jnp.arange(num_nodes), n_input, n_op, g, biases)
+        (c, h, _, _, totals), out = jax.lax.scan(
+            node_step, (c, h, anchors, anchors_w1, totals), node_xs
+        )
+        return (c, h, totals), out
+
+    zeros = jnp.zeros(size)
+    carry = (zeros, zeros, jnp.zeros(2))
+    xs = (noise_input, noise_op, given, extra)
+    (_, _, (log_prob, entropy)), out = jax.lax.scan(cell_step, carry, xs)
+    zero = jnp.zeros((), jnp.float32)
+    return Rollout(out.reshape(-1).astype(jnp.int32), log_prob, entropy, zero, zero)
 
 
 def sample(

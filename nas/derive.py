@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nas import controller as controller_lib
-from nas import plot
+from nas import networks, plot
 from nas import search_space as space_lib
-from nas import supernet as supernet_lib
 from shared import mesh as mesh_lib
 from shared import workdir as workdir_lib
 from shared.batches import iterate_once
@@ -57,7 +56,7 @@ def sample_archs(ctrl_params, ctrl_config, key, num: int, mode: str) -> np.ndarr
 @functools.partial(jax.jit, static_argnums=1)
 def count_hits(params, net_config, arch, images, labels):
     """Correct predictions of supernet child `arch` on a normalized batch."""
-    logits = supernet_lib.apply(params, net_config, arch, images)
+    logits = networks.apply(params, net_config, arch, images)
     return (logits.argmax(-1) == labels).sum()
 
 
@@ -99,5 +98,5 @@ def derive(config, workdir, state, net_config, ctrl_config, shared_eval, mode):
         "candidates": [a.tolist() for a in archs],
     }
     workdir_lib.write_json(workdir, "derive.json", result)
-    plot.plot_macro(net_config.space, archs[best], os.path.join(workdir, "derived.png"))
+    plot.plot_arch(net_config.space, archs[best], os.path.join(workdir, "derived.png"))
     return result

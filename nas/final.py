@@ -21,10 +21,9 @@ import numpy as np
 import optax
 
 from nas import derive as derive_lib
-from nas import diagnostics
+from nas import diagnostics, networks
 from nas import search as search_lib
 from nas import search_space as space_lib
-from nas import supernet as supernet_lib
 from shared import mesh as mesh_lib
 from shared import train_loop
 from shared.batches import BatchIterator, iterate_once
@@ -39,11 +38,8 @@ class ChildState:
 
 
 def _final_config(config, net_config):
-    return supernet_lib.SupernetConfig(
-        net_config.space,
-        config.final_width,
-        net_config.in_channels,
-        net_config.num_classes,
+    return networks.resized(
+        net_config, config.final_width, config.get("final_num_layers")
     )
 
 
@@ -69,8 +65,8 @@ class Retrainer:
 
     def _logits(self, params, arch, x):
         if isinstance(arch, np.ndarray):  # a fixed network: static control flow
-            return supernet_lib.apply_standalone(params, self.net, arch, x)
-        return supernet_lib.apply(params, self.net, arch, x)
+            return networks.apply_standalone(params, self.net, arch, x)
+        return networks.apply(params, self.net, arch, x)
 
     def _make_step(self, arch):
         def step(state, batch, key):
@@ -99,8 +95,8 @@ class Retrainer:
         key_init, key_run = jax.random.split(
             jax.random.fold_in(jax.random.key(config.seed), 11)
         )
-        params = supernet_lib.init(key_init, self.net)
-        child_params = supernet_lib.derive(params, self.net, arch)
+        params = networks.init(key_init, self.net)
+        child_params = networks.derive(params, self.net, arch)
         if config.final_network == "supernet":
             step, traced = self._shared_step, jnp.asarray(arch)
 
@@ -148,7 +144,7 @@ class Retrainer:
             mesh=mesh_lib.make_mesh(config.num_devices),
         )
         accuracy = result.eval_metrics[f"eval/{split}_accuracy"]
-        return accuracy, supernet_lib.num_params(child_params)
+        return accuracy, networks.num_params(child_params)
 
 
 def kendall(config, workdir, derived, data, retrainer: Retrainer):

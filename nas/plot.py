@@ -1,9 +1,14 @@
 """Figures for NAS reports: the derived architecture and the search curves.
 
-`plot_macro`: layers are boxes from the stem (bottom) up, labelled with their op;
-each skip connection is an arc on the right from node j (0 = stem) to the layer
-it feeds; the title is the official fixed_arc string. `plot_search`: controller
-entropy and reward over the search, and the op shares per epoch (collapse).
+`plot_arch` draws either space. `plot_macro`: layers are boxes from the stem
+(bottom) up, labelled with their op; each skip connection is an arc on the
+right from node j (0 = stem) to the layer it feeds; the title is the official
+fixed_arc string. `plot_micro`: the normal and the reduction cell side by
+side, as Figure 4 of Pham et al. (2018): inputs h[k-2], h[k-1], then the
+computed nodes left to right, each fed by two arrows labelled with their ops;
+the nodes no other node uses feed the output (concatenated). `plot_search`:
+controller entropy and reward over the search, and the op shares per epoch
+(collapse).
 """
 
 from __future__ import annotations
@@ -55,6 +60,94 @@ def plot_macro(space: space_lib.SearchSpace, arch, path: str) -> str:
     text = space_lib.to_fixed_arc(space, arch)
     ax.set_title(
         "\n".join(text[i : i + 60] for i in range(0, len(text), 60)), fontsize=7
+    )
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_arch(space: space_lib.SearchSpace, arch, path: str) -> str:
+    """The derived architecture's picture (macro network or micro cells)."""
+    if space.name == "micro":
+        return plot_micro(space, arch, path)
+    return plot_macro(space, arch, path)
+
+
+def _draw_cell(ax, cell, names, title):
+    num_nodes = len(cell)
+    spots = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    for node in range(num_nodes):
+        spots[node + 2] = (1.5 * (node + 1), 0.9 * (-1) ** node)
+    used = set(cell[:, 0]) | set(cell[:, 2])
+    spots["out"] = (1.5 * (num_nodes + 1), 0.0)
+    labels = {0: "h[k-2]", 1: "h[k-1]", "out": "concat"}
+    for key, (px, py) in spots.items():
+        label = labels.get(key, str(key))
+        color = "tab:green" if key in (0, 1) else "tab:orange" if key == "out" else "k"
+        ax.text(
+            px,
+            py,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7,
+            bbox={"boxstyle": "round", "fc": "white", "ec": color},
+        )
+    for node, (x_id, x_op, y_id, y_op) in enumerate(cell):
+        for side, (index, op) in enumerate(((x_id, x_op), (y_id, y_op))):
+            start, end = spots[int(index)], spots[node + 2]
+            bend = 0.25 if side else -0.25
+            ax.annotate(
+                "",
+                end,
+                start,
+                arrowprops={
+                    "arrowstyle": "->",
+                    "lw": 0.7,
+                    "shrinkA": 12,
+                    "shrinkB": 12,
+                    "connectionstyle": f"arc3,rad={bend}",
+                },
+            )
+            mid_x = (start[0] + end[0]) / 2
+            mid_y = (start[1] + end[1]) / 2 + (0.35 if side else -0.35)
+            ax.text(
+                mid_x, mid_y, names[op], fontsize=5.5, ha="center", color="tab:blue"
+            )
+    for key in [k for k in range(num_nodes + 2) if k not in used]:
+        ax.annotate(
+            "",
+            spots["out"],
+            spots[key],
+            arrowprops={
+                "arrowstyle": "->",
+                "lw": 0.5,
+                "color": "tab:orange",
+                "shrinkA": 12,
+                "shrinkB": 12,
+                "connectionstyle": "arc3,rad=-0.15",
+            },
+        )
+    ax.set_xlim(-1, 1.5 * (num_nodes + 1) + 1)
+    ax.set_ylim(-2, 2)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+
+
+def plot_micro(space: space_lib.SearchSpace, arch, path: str) -> str:
+    """Draws micro `arch` (normal and reduction cell) to `path`; returns it."""
+    cells = space_lib.validate(space, arch).reshape(2, space.size, 4)
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 * space.size + 3, 3.4))
+    for ax, cell, title in zip(
+        axes, cells, ("normal cell", "reduction cell"), strict=True
+    ):
+        _draw_cell(ax, cell, space.op_names, title)
+    text = space_lib.to_fixed_arc(space, arch)
+    half = len(text.split()) // 2
+    tokens = text.split()
+    fig.suptitle(
+        "fixed_arc: " + " ".join(tokens[:half]) + "\n" + " ".join(tokens[half:]),
+        fontsize=7,
     )
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

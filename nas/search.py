@@ -25,9 +25,8 @@ import optax
 
 from nas import controller as controller_lib
 from nas import derive as derive_lib
-from nas import reinforce
+from nas import networks, reinforce
 from nas import search_space as space_lib
-from nas import supernet as supernet_lib
 from shared import mesh as mesh_lib
 from shared import train_loop
 from shared.batches import BatchIterator
@@ -115,7 +114,7 @@ def make_search_step(net_config, ctrl_config, config, child_opt, ctrl_opt, prepr
     space = net_config.space
 
     def accuracy(child, arch, images, labels):
-        logits = supernet_lib.apply(child, net_config, arch, preprocess(images))
+        logits = networks.apply(child, net_config, arch, preprocess(images))
         return (logits.argmax(-1) == labels).mean()
 
     def train_child(state, batch, key_arch, key_aug):
@@ -128,7 +127,7 @@ def make_search_step(net_config, ctrl_config, config, child_opt, ctrl_opt, prepr
         images = preprocess(batch["image"], key_aug)
 
         def loss_fn(child):
-            logits = supernet_lib.apply(child, net_config, arch, images)
+            logits = networks.apply(child, net_config, arch, images)
             hits = logits.argmax(-1) == batch["label"]
             return xent(logits, batch["label"]), hits.mean()
 
@@ -191,7 +190,7 @@ def search(config, workdir, data, net_config, ctrl_config, preprocess, step, mod
     key_child, key_ctrl, key_run, key_eval = jax.random.split(
         jax.random.key(config.seed), 4
     )
-    child = supernet_lib.init(key_child, net_config)
+    child = networks.init(key_child, net_config)
     ctrl_params = controller_lib.init(key_ctrl, ctrl_config)
     ctrl_opt = reinforce.make_optimizer(config.controller_lr)
     controller = reinforce.ControllerState(

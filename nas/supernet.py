@@ -32,6 +32,7 @@ evaluation, so a child's output does not depend on other children's history.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -140,8 +141,20 @@ def batch_norm(x, eps: float = 1e-5):
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
+# The 3x3 stride-1 max pool: "window" is `lax.reduce_window`, whose backward
+# (select-and-scatter) is slow on XLA:CPU; "shifted" is the max of the 9
+# shifted copies of the -inf padded input (same values; ties send the gradient
+# to one copy). Read at trace time; benchmarks/nas_throughput.py --max_pool.
+MAX_POOL = "window"
+
+
 def _pool(x, kind: str):
     window, pad = (1, 3, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+    if kind == "max_pool" and MAX_POOL == "shifted":
+        h, w = x.shape[1:3]
+        padded = jnp.pad(x, pad, constant_values=-jnp.inf)
+        shifts = [padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)]
+        return functools.reduce(jnp.maximum, shifts)
     if kind == "max_pool":
         return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, (1,) * 4, pad)
     total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, (1,) * 4, pad)

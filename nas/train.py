@@ -1,7 +1,8 @@
-"""ENAS macro search -> derive -> retrain, with the random-search control.
+"""ENAS search -> derive -> retrain, with the random-search control.
 
 Pham et al., "Efficient Neural Architecture Search via Parameter Sharing" (2018,
-arXiv:1802.03268): Table 2's macro search space (CIFAR-10). Three phases, each in
+arXiv:1802.03268): Table 2's macro and micro (cell) search spaces on CIFAR-10
+(`config.space`: "macro" or "micro"). Three phases, each in
 its own sub-workdir so each resumes on its own:
 
   search/  `nas.search`: child steps on shared weights alternating with
@@ -31,25 +32,29 @@ from absl import logging
 from nas import controller as controller_lib
 from nas import derive as derive_lib
 from nas import final as final_lib
-from nas import inputs, plot, reinforce
+from nas import inputs, networks, plot, reinforce
 from nas import search as search_lib
 from nas import search_space as space_lib
-from nas import supernet as supernet_lib
 from shared import workdir as workdir_lib
 from shared.errors import ConfigError
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Area rules on top of shared/config.py; raises ConfigError naming the fix."""
-    if config.space != "macro":
+    if config.space not in ("macro", "micro"):
         raise ConfigError(
-            f"config.space={config.space!r}: only 'macro' is implemented; "
-            "set --config.space=macro"
+            f"config.space={config.space!r}: set --config.space=macro or micro "
+            "(the RNN-cell space has its own trainer)"
         )
     if config.width % 2:
         raise ConfigError(f"config.width={config.width} must be even; set it even")
-    if config.num_layers < 3:
-        raise ConfigError(f"config.num_layers={config.num_layers} must be >= 3")
+    if config.num_layers < (1 if config.space == "micro" else 3):
+        raise ConfigError(
+            f"config.num_layers={config.num_layers} must be >= 3 (macro) or >= 1 "
+            "(micro)"
+        )
+    if config.space == "micro" and config.get("num_cells", 0) < 1:
+        raise ConfigError("config.num_cells (computed nodes per cell) must be >= 1")
     if config.final_network not in ("standalone", "supernet"):
         raise ConfigError(
             f"config.final_network={config.final_network!r}; set it to "
@@ -119,21 +124,31 @@ def _run_mode(config, root, data, parts, mode):
     return summary
 
 
+def make_configs(config, data, num_classes):
+    """The supernet and controller configs of `config.space`."""
+    micro = config.space == "micro"
+    size = config.num_cells if micro else config.num_layers
+    space = space_lib.make_space(config.space, size)
+    net_config = networks.make_config(
+        space, config.width, data["train_x"].shape[-1], num_classes, config.num_layers
+    )
+    common = {
+        "lstm_size": config.lstm_size,
+        "tanh_constant": config.tanh_constant,
+        "temperature": config.temperature,
+    }
+    if micro:
+        common["op_tanh_reduce"] = config.op_tanh_reduce
+        return net_config, controller_lib.micro_config(space, **common)
+    common["skip_target"] = config.skip_target
+    return net_config, controller_lib.ControllerConfig(space, **common)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """search -> derive -> final (and the random-search control); summary.json."""
     start = time.time()
     data, (mean, std), source, num_classes = inputs.load_data(config)
-    space = space_lib.macro_space(config.num_layers)
-    net_config = supernet_lib.SupernetConfig(
-        space, config.width, data["train_x"].shape[-1], num_classes
-    )
-    ctrl_config = controller_lib.ControllerConfig(
-        space,
-        lstm_size=config.lstm_size,
-        tanh_constant=config.tanh_constant,
-        temperature=config.temperature,
-        skip_target=config.skip_target,
-    )
+    net_config, ctrl_config = make_configs(config, data, num_classes)
     preprocess = inputs.make_preprocess(mean, std, config.augment, 0)
     spe = search_lib.steps_per_epoch(config, data)
     step = search_lib.make_search_step(  # one step (one compile) for both modes

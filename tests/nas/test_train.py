@@ -9,7 +9,7 @@ import pytest
 from nas import search as search_lib
 from nas import search_space as space_lib
 from nas import train as train_lib
-from nas.configs import macro_search
+from nas.configs import macro_search, micro_search
 from shared import config as config_lib
 from shared.errors import ConfigError
 
@@ -44,6 +44,26 @@ def test_smoke_search_derive_final_and_random_control(tmp_path):
         assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG", figure
 
 
+def test_micro_smoke_search_derive_final_and_random_control(tmp_path):
+    config = micro_search.get_config("smoke")
+    config.num_devices = 1
+    config.search_epochs = 1
+    config_lib.validate(config)
+    summary = train_lib.train_and_evaluate(config, str(tmp_path))
+    space = space_lib.micro_space(config.num_cells)
+    for prefix in ("", "random_"):
+        assert 0.0 <= summary[f"{prefix}search_valid_accuracy"] <= 1.0
+        assert 0.0 <= summary[f"{prefix}final_test_accuracy"] <= 1.0
+        arch = space_lib.from_fixed_arc(space, summary[f"{prefix}fixed_arc"])
+        assert len(arch) == 16  # normal + reduction cell, 4 integers per node
+    shares = [v for k, v in summary.items() if k.startswith("op_share/")]
+    assert len(shares) == 5 and abs(sum(shares) - 1.0) < 1e-6
+    assert "op_share/identity" in summary  # collapse share reported as for macro
+    rows = [json.loads(line) for line in open(tmp_path / "search" / "metrics.jsonl")]
+    assert any("controller/entropy" in row for row in rows)
+    assert (tmp_path / "derive" / "derived.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_cosine_restarts_by_hand():
     schedule = search_lib.cosine_restarts(1.0, 0.0, t0=2, t_mul=2, steps_per_epoch=10)
     # cycles: epochs [0, 2), [2, 6), [6, 14)
@@ -57,7 +77,7 @@ def test_cosine_restarts_by_hand():
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("space", "micro", "only 'macro'"),
+        ("space", "rnn", "macro or micro"),
         ("width", 7, "even"),
         ("num_layers", 2, ">= 3"),
         ("final_network", "fixed", "'standalone'"),
@@ -73,10 +93,17 @@ def test_validate_config_names_the_field(field, value, message):
 def test_unknown_variant():
     with pytest.raises(ConfigError, match="unknown config variant"):
         macro_search.get_config("huge")
+    with pytest.raises(ConfigError, match="unknown config variant"):
+        micro_search.get_config("huge")
 
 
-@pytest.mark.parametrize("variant", ["smoke", "demo", "quick", "paper"])
-def test_every_variant_validates(variant):
-    config = macro_search.get_config(variant)
+@pytest.mark.parametrize(
+    "module, variant",
+    [(macro_search, v) for v in ("smoke", "demo", "quick", "paper")]
+    + [(micro_search, v) for v in ("smoke", "quick", "paper")],
+)
+def test_every_variant_validates(module, variant):
+    config = module.get_config(variant)
     config_lib.validate(config)
+    train_lib.validate_config(config)
     assert config.area == "nas" and "data_dir" in config
