@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nas import controller as controller_lib
-from nas import micro_supernet
+from nas import micro_supernet, networks
 from nas import search_space as space_lib
+from nas import supernet as macro_supernet
 
 SPACE = space_lib.micro_space(2)  # B=2 nodes keeps the compiles short
 CTRL = controller_lib.micro_config(SPACE, lstm_size=8, temperature=5.0)
@@ -161,3 +162,14 @@ def test_micro_plan_matches_the_official_layout():
     assert plan[0]["calib_x"] and plan[0]["calib_y"]  # stem has 3 * width
     assert plan[1]["calib_x"] == "fr" and not plan[1]["calib_y"]
     assert not plan[2]["calib_x"] and not plan[2]["calib_y"]
+
+
+def test_networks_dispatches_on_the_space_and_resizes_micro_depth_only():
+    micro = networks.make_config(space_lib.micro_space(2), 4, 1, 10, layers=1)
+    macro = networks.make_config(space_lib.macro_space(3), 4, 1, 10, layers=1)
+    assert networks.module(micro) is micro_supernet
+    assert networks.module(macro) is macro_supernet
+    bigger = networks.resized(micro, width=8, layers=3)
+    assert (bigger.width, bigger.num_layers) == (8, 3)
+    wider = networks.resized(macro, width=8, layers=3)
+    assert wider.width == 8 and wider == networks.resized(macro, width=8)

@@ -10,7 +10,7 @@ import pytest
 from shared import config as config_lib
 from shared.errors import ConfigError
 from shared.workdir import read_json
-from snn import train
+from snn import supervised, train
 from snn.configs import ann_mnist, mnist_conv, mnist_mlp
 
 
@@ -57,11 +57,13 @@ def test_conv_smoke_step_is_deterministic_and_learns(key):
     """The MLP and its ANN twin train in the end-to-end test."""
     config = mnist_conv.get_config("smoke")
     config_lib.validate(config)
-    net = train.make_network(config)
+    net = supervised.make_network(config)
     params = jax.jit(net.init)(key)
     optimizer = optax.adam(1e-2)
-    step = jax.jit(train.make_step(config, net, optimizer))
-    state = train.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    step = jax.jit(supervised.make_step(config, net, optimizer))
+    state = supervised.TrainState(
+        params, optimizer.init(params), jnp.zeros((), jnp.int32)
+    )
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8),
