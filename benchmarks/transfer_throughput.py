@@ -4,7 +4,7 @@ r"""PathNet tournaments/s: one jitted round vs a per-path Python loop.
         [--repeats=3] [--population=64] [--minibatches=50]
 
 Binary-MNIST modules (L=3, M=10, N=3, 20 units), T minibatches of 16 per path,
-SGD. Four ways to run the same tournaments (P/2 per round):
+SGD. Five ways to run the same tournaments (P/2 per round):
   loop_gathered  what public re-implementations do: a jitted single-minibatch
                  training step (params donated) that runs only the path's modules
                  (`gathered_loss`), called from Python for every path and
@@ -12,11 +12,16 @@ SGD. Four ways to run the same tournaments (P/2 per round):
                  mutation in NumPy;
   loop_dense     the same loop around this package's forward (every module,
                  masked), so the baseline gets the faster of the two forwards;
-  serial         transfer.genetic round, schedule "serial" (lax.scan over paths and
-                 minibatches: the same arithmetic as the loops, one dispatch per
-                 round);
+  loop_path      a stronger loop than the public ones: one jitted call per PATH
+                 (a lax.scan over its T minibatches, gathered forward), Python
+                 loops over paths and tournaments;
+  serial         transfer.genetic round, schedule "serial": lax.scan over paths,
+                 each path's modules gathered ONCE (`pathnet.gather_path`), a
+                 lax.scan over its T minibatches on that small copy, the change
+                 scattered back; one dispatch per round;
   synchronous    schedule "synchronous" (vmap over the P paths inside the scan over
-                 minibatches, summed gradients: the parallel-workers variant).
+                 minibatches, summed gradients, dense forward: the
+                 parallel-workers variant).
 Prints one JSON line per (method, repeat) and a summary line with medians, the
 speedups over the faster loop and the peak RSS. Time one thing at a time on a quiet
 machine.
@@ -24,7 +29,6 @@ machine.
 
 from __future__ import annotations
 
-import functools
 import json
 import resource
 import statistics
@@ -93,33 +97,56 @@ def gathered_loss(params, path, images, labels):
     return loss, (logits.argmax(-1) == labels).mean()
 
 
-def time_loop(forward: str, batches, optimizer, params) -> float:
-    """Tournaments/s of the per-path Python loop (one dispatch per minibatch).
+def _numpy_tournament(rng, population, slots, fitness):
+    """Selection and mutation in NumPy, as the public re-implementations do."""
+    winner, loser = slots if fitness[0] >= fitness[1] else slots[::-1]
+    child = population[winner].copy()
+    flip = rng.random(child.shape) < 1 / child.size
+    child[flip] = (child[flip] + rng.integers(-2, 3, flip.sum())) % SPEC.num_modules
+    population[loser] = child
 
-    The form public re-implementations take: a jitted single-minibatch training
-    step (parameters donated), called from Python for every path and each of its
-    T minibatches; a path's fitness is the mean of its T accuracies (one host sync
-    per path); selection and mutation in NumPy. `forward` is "gathered" (runs only
-    the path's modules, as re-implementations do) or "dense" (this package's
-    `transfer.genetic.make_loss`: every module, masked).
+
+def time_loop(forward: str, batches, optimizer, params) -> float:
+    """Tournaments/s of a per-path Python loop.
+
+    `forward` "gathered" / "dense": the form public re-implementations take
+    (kimhc6028/pathnet-pytorch loops over minibatches in Python): a jitted
+    single-minibatch training step (parameters donated), called for every path
+    and each of its T minibatches; "gathered" runs only the path's modules,
+    "dense" this package's forward (every module, masked). `forward` "path": a
+    stronger loop, one jitted call per PATH that scans its T minibatches
+    (gathered forward). A path's fitness is the mean of its T accuracies (one
+    host sync per path); selection and mutation in NumPy.
     """
-    loss_fn = gathered_loss if forward == "gathered" else genetic.make_loss(SPEC)
+    loss_fn = gathered_loss if forward != "dense" else genetic.make_loss(SPEC)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def train_step(params, opt_state, path, images, labels):
+    def minibatch_step(params, opt_state, path, images, labels):
         (_, accuracy), grads = grad_fn(params, path, images, labels)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, accuracy
 
+    def path_steps(params, opt_state, path, images, labels):
+        def body(carry, batch):
+            params, opt_state, accuracy = minibatch_step(*carry, path, *batch)
+            return (params, opt_state), accuracy
+
+        (params, opt_state), accuracy = jax.lax.scan(
+            body, (params, opt_state), (images, labels)
+        )
+        return params, opt_state, accuracy.mean()
+
+    per_path = forward == "path"
+    train = jax.jit(path_steps if per_path else minibatch_step, donate_argnums=(0, 1))
     rng = np.random.default_rng(0)
     population = rng.integers(0, SPEC.num_modules, (_POPULATION.value, 3, 3))
     params = jax.tree.map(jnp.copy, params)
     opt_state = optimizer.init(params)
     data = next(batches)
-    params, opt_state, _ = train_step(
-        params, opt_state, population[0], data["image"][0, 0], data["label"][0, 0]
-    )
+    warm = (data["image"][0], data["label"][0])
+    if not per_path:
+        warm = (warm[0][0], warm[1][0])
+    params, opt_state, _ = train(params, opt_state, population[0], *warm)
     tournaments = 0
     start = time.perf_counter()
     for _ in range(_ROUNDS.value):
@@ -128,22 +155,21 @@ def time_loop(forward: str, batches, optimizer, params) -> float:
         for slots in order.reshape(-1, 2):
             fitness = []
             for member in slots:
+                images, labels = data["image"][member], data["label"][member]
+                if per_path:
+                    params, opt_state, accuracy = train(
+                        params, opt_state, population[member], images, labels
+                    )
+                    fitness.append(float(accuracy))
+                    continue
                 accuracies = []
                 for t in range(_MINIBATCHES.value):
-                    params, opt_state, accuracy = train_step(
-                        params,
-                        opt_state,
-                        population[member],
-                        data["image"][member, t],
-                        data["label"][member, t],
+                    params, opt_state, accuracy = train(
+                        params, opt_state, population[member], images[t], labels[t]
                     )
                     accuracies.append(accuracy)
                 fitness.append(float(np.mean(accuracies)))
-            winner, loser = slots if fitness[0] >= fitness[1] else slots[::-1]
-            child = population[winner].copy()
-            flip = rng.random(child.shape) < 1 / child.size
-            child[flip] = (child[flip] + rng.integers(-2, 3, flip.sum())) % 10
-            population[loser] = child
+            _numpy_tournament(rng, population, slots, fitness)
             tournaments += 1
     jax.block_until_ready(params)
     return tournaments / (time.perf_counter() - start)
@@ -152,7 +178,13 @@ def time_loop(forward: str, batches, optimizer, params) -> float:
 def main(argv):
     del argv
     batches, optimizer, params = _setup()
-    results = {"loop_gathered": [], "loop_dense": [], "serial": [], "synchronous": []}
+    results = {
+        "loop_gathered": [],
+        "loop_dense": [],
+        "loop_path": [],
+        "serial": [],
+        "synchronous": [],
+    }
     for repeat in range(_REPEATS.value):
         for method in results:
             if method.startswith("loop_"):
@@ -168,12 +200,14 @@ def main(argv):
             )
     medians = {m: statistics.median(v) for m, v in results.items()}
     loop = max(medians["loop_gathered"], medians["loop_dense"])
+    best = max(m for name, m in medians.items() if name.startswith("loop_"))
     print(
         json.dumps(
             {
                 "summary": medians,
-                "speedup_serial_vs_best_loop": medians["serial"] / loop,
-                "speedup_synchronous_vs_best_loop": medians["synchronous"] / loop,
+                "speedup_serial_vs_minibatch_loop": medians["serial"] / loop,
+                "speedup_synchronous_vs_minibatch_loop": medians["synchronous"] / loop,
+                "speedup_serial_vs_path_loop": medians["serial"] / best,
                 "population": _POPULATION.value,
                 "minibatches": _MINIBATCHES.value,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

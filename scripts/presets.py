@@ -158,7 +158,16 @@ def _pathnet(variant, band, num_pairs=None):
                 "fine-tuning speedup over scratch",
                 ci_keys=("finetune/speedup_ci_low", "finetune/speedup_ci_high"),
             ),
+            Metric(
+                "pathnet/speedup_geomean",
+                "PathNet geometric-mean speedup",
+                ci_keys=(
+                    "pathnet/speedup_geomean_ci_low",
+                    "pathnet/speedup_geomean_ci_high",
+                ),
+            ),
             Metric("pathnet/p_value_vs_scratch", "p-value, PathNet vs scratch"),
+            Metric("pathnet/p_value_log", "p-value (log generations), vs scratch"),
         ),
         overrides={"num_pairs": num_pairs} if num_pairs else {},
     )

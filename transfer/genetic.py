@@ -24,7 +24,14 @@ How a round trains its 2K paths (`schedule`):
                  is exactly the paper's serial binary-MNIST algorithm (tournament
                  after tournament). With K > 1 the bank updates are still serial but
                  selection waits for the end of the round: a member picked in round
-                 r cannot be a child born in round r.
+                 r cannot be a child born in round r. With a stateless optimizer
+                 (SGD, the paper's) a path's N modules per layer are gathered once
+                 (`pathnet.gather_path`), trained for T steps as one small
+                 (B, in) x (in, N*units) network, and their change is added back:
+                 the dense forward's arithmetic restricted to the path (M/N times
+                 fewer FLOPs; 29 -> 47 tournaments/s, transfer_throughput). A
+                 stateful optimizer (Adam, RMSProp: their moments move modules off
+                 the path too) takes the dense forward.
   "synchronous": `lax.scan` over the T steps, `vmap` over the 2K paths: at step t
                  each path takes the gradient of its own minibatch at the SAME bank,
                  and the bank applies the SUM of the 2K gradients (each path's
@@ -166,7 +173,54 @@ def make_trainers(spec: pathnet.PathNetSpec, optimizer):
         updates = pathnet.mask_updates(updates, frozen)
         return optax.apply_updates(params, updates), opt_state
 
+    def gathered_loss(sub, keep, images, labels):
+        logits = pathnet.apply_path(sub, keep, images.astype(jnp.float32) / 255.0, spec)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, (logits.argmax(-1) == labels).mean()
+
+    gathered_grad = jax.value_and_grad(gathered_loss, has_aux=True)
+
+    def serial_gathered(params, frozen, paths, images, labels):
+        """Serial schedule for a stateless optimizer (SGD): each path trains a
+        gathered copy of its own modules (`pathnet.gather_path`) for T steps and
+        writes the change back. Same arithmetic as the dense forward restricted
+        to the path; modules off the path are untouched either way."""
+
+        def one_path(params, inputs):
+            path, path_images, path_labels = inputs
+            keep = pathnet.first_occurrence(path)
+            trainable = pathnet.gathered_trainable(path, frozen, spec.units)
+            start = pathnet.gather_path(params["layers"], path)
+            masks = {
+                "layers": tuple({"w": row, "b": row} for row in trainable),
+                "head": jax.tree.map(lambda _: True, params["head"]),
+            }
+
+            def one_step(sub, batch):
+                (loss, acc), grads = gathered_grad(sub, keep, *batch)
+                updates, _ = optimizer.update(grads, optimizer.init(sub), sub)
+                updates = jax.tree.map(
+                    lambda u, m: jnp.where(m, u, jnp.zeros_like(u)), updates, masks
+                )
+                return optax.apply_updates(sub, updates), (loss, acc)
+
+            sub, (loss, acc) = jax.lax.scan(
+                one_step,
+                {"layers": start, "head": params["head"]},
+                (path_images, path_labels),
+            )
+            layers = pathnet.scatter_path(params["layers"], path, sub["layers"], start)
+            return {"layers": layers, "head": sub["head"]}, (acc.mean(), loss.mean())
+
+        return jax.lax.scan(one_path, params, (paths, images, labels))
+
     def serial(params, opt_state, frozen, paths, images, labels):
+        if not jax.tree.leaves(opt_state):
+            params, (fitness, loss) = serial_gathered(
+                params, frozen, paths, images, labels
+            )
+            return params, opt_state, fitness, loss
+
         def one_path(carry, inputs):
             path, path_images, path_labels = inputs
 

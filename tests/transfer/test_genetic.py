@@ -174,6 +174,42 @@ def test_population_round_equals_python_loop(schedule, reference):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
 
+def test_gathered_serial_equals_dense_serial_with_frozen_modules_and_repeats():
+    """SGD takes the gathered serial trainer; the same update written as a
+    stateful chain (trace with decay 0, then scale) takes the dense one."""
+    params, _, _, paths, batch = trainer_inputs()
+    paths = paths.copy()
+    paths[0, 1] = [3, 3]  # a repeated gene
+    frozen = np.zeros((3, 5), bool)
+    frozen[0, paths[1, 0, 0]] = frozen[2, paths[2, 2, 1]] = True
+    stateful = optax.chain(optax.trace(decay=0.0), optax.scale(-LEARNING_RATE))
+    out = {}
+    for name, optimizer in (("gathered", OPTIMIZER), ("dense", stateful)):
+        train = jax.jit(genetic.make_trainers(SPEC, optimizer)["serial"])
+        out[name] = jax.device_get(
+            train(
+                params,
+                optimizer.init(params),
+                frozen,
+                paths,
+                batch["image"],
+                batch["label"],
+            )
+        )
+    (fast, _, fast_fitness, _), (dense, _, dense_fitness, _) = (
+        out["gathered"],
+        out["dense"],
+    )
+    np.testing.assert_allclose(fast_fitness, dense_fitness, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(dense), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    for index, layer in enumerate(fast["layers"]):
+        for m in np.flatnonzero(frozen[index]):  # frozen: bit-identical
+            np.testing.assert_array_equal(
+                layer["w"][m], params["layers"][index]["w"][m]
+            )
+
+
 @functools.cache
 def smoke_round():
     """The smoke config's round and a start state (module 1 of layer 0 frozen).

@@ -172,6 +172,73 @@ def test_keep_frozen_takes_frozen_modules_from_old_rest_from_fresh(key):
     np.testing.assert_array_equal(out["head"]["w"], fresh["head"]["w"])
 
 
+@pytest.mark.parametrize("module", ["linear", "conv"])
+def test_gathered_path_forward_equals_dense_forward(key, module):
+    """`gather_path` + `apply_path` (the serial GA's fast form) == `apply`."""
+    if module == "linear":
+        spec = pathnet.PathNetSpec(**{**SPEC.__dict__, "last_layer_mean": True})
+        x = np.random.default_rng(1).uniform(size=(5, 12)).astype(np.float32)
+    else:
+        spec = pathnet.PathNetSpec(
+            num_layers=3,
+            num_modules=4,
+            modules_per_layer=2,
+            units=3,
+            input_shape=(6, 6, 2),
+            module="conv",
+        )
+        x = np.random.default_rng(1).uniform(size=(2, 6, 6, 2)).astype(np.float32)
+    params = init_params(key, spec)
+    path = jnp.array([[0, 3], [2, 2], [1, 0]])  # layer 1 repeats module 2
+
+    @jax.jit
+    def both(params, path, x):
+        gathered = {"layers": pathnet.gather_path(params["layers"], path)}
+        gathered["head"] = params["head"]
+        keep = pathnet.first_occurrence(path)
+        return pathnet.apply_path(gathered, keep, x, spec), pathnet.apply(
+            params, path, x, spec
+        )
+
+    fast, dense = both(params, path, x)
+    np.testing.assert_allclose(fast, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_scatter_path_adds_each_modules_change_once(key):
+    params = init_params(key, SPEC)
+    path = jnp.array([[0, 3], [2, 2], [1, 0]])
+
+    @jax.jit
+    def roundtrip(layers, path):
+        old = pathnet.gather_path(layers, path)
+        # change every gathered column, except the repeat's copy (as training does)
+        new = jax.tree.map(lambda a: a + 1.0, old)
+        keep = pathnet.first_occurrence(path)
+        row = jnp.repeat(keep[1], SPEC.units)
+        new[1]["w"] = jnp.where(row, new[1]["w"], old[1]["w"])
+        new[1]["b"] = jnp.where(row, new[1]["b"], old[1]["b"])
+        return pathnet.scatter_path(layers, path, new, old), keep
+
+    out, keep = jax.device_get(roundtrip(params["layers"], path))
+    np.testing.assert_array_equal(keep, [[True, True], [True, False], [True, True]])
+    for index, (before, after) in enumerate(zip(params["layers"], out, strict=True)):
+        for m in range(SPEC.num_modules):
+            want = 1.0 if m in np.asarray(path[index]) else 0.0
+            np.testing.assert_allclose(after["w"][m] - before["w"][m], want, atol=1e-6)
+            np.testing.assert_allclose(after["b"][m] - before["b"][m], want, atol=1e-6)
+
+
+def test_gathered_trainable_masks_frozen_modules_and_repeats():
+    frozen = np.zeros((3, 4), bool)
+    frozen[0, 3] = frozen[2, 1] = True
+    path = jnp.array([[0, 3], [2, 2], [1, 0]])
+    got = np.asarray(
+        jax.jit(pathnet.gathered_trainable, static_argnums=2)(path, frozen, 2)
+    )
+    want = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1]], bool)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize(
     "path, message",
     [

@@ -61,6 +61,25 @@ def test_speedup_and_statistics_arithmetic():
     assert summary["pathnet/speedup_of_mean_generations"] == pytest.approx(300 / 225)
 
 
+def test_log_speedup_statistics_and_frozen_reuse():
+    scratch, method = [100, 40, 90], [50, 80, 90]  # ratios 2, 0.5, 1
+    summary = stats.summarize(scratch, method, "m")
+    assert summary["m/speedup_mean"] == pytest.approx(3.5 / 3)
+    assert summary["m/speedup_geomean"] == pytest.approx(1.0)  # 2 * 0.5 * 1
+    # log differences (log 2, -log 2, 0): 4 of the 8 sign patterns are as extreme
+    assert summary["m/p_value_log"] == pytest.approx(1.0)
+    skewed = stats.summarize([4, 4, 4, 4, 4], [1, 8, 8, 8, 8], "s")
+    # one ratio of 4 makes the arithmetic mean > 1 though 4 of 5 pairs are slower
+    assert skewed["s/speedup_mean"] > 1 > skewed["s/speedup_geomean"]
+    result = {
+        "frozen": [[True, False, False], [False, False, False]],
+        "pathnet": {"best_path": [[0, 0], [1, 2]]},
+    }
+    reuse = stats.frozen_reuse([result])
+    assert reuse["pathnet/frozen_share_of_path"] == pytest.approx(1 / 3)
+    assert reuse["pathnet/frozen_share_of_bank"] == pytest.approx(1 / 6)
+
+
 def smoke_config(**overrides):
     config = binary_mnist.get_config("smoke")
     with config.unlocked():

@@ -8,14 +8,13 @@ Fernando et al. 2017, arXiv:1701.08734, section 2.3 / figure 3. Variants:
   quick   the paper's network (L=3, M=10 modules of 20 ReLU units, N=3) and GA
           (T=50 minibatches of 16, threshold 99.8% training accuracy), population
           20 (reportedly used), serial tournaments one per step (the paper's
-          algorithm), SGD at 0.05 (a single-pair CPU try; not tuned), 5 pairs.
-          Measured here: 20 pairs (`--config.num_pairs=20`) in 631 s on 2 loaded
-          CPU cores; speedups pathnet 0.98 [0.85, 1.14], finetune 1.01: at this
-          rate scratch needs only ~30 generations and no transfer shows. Idle,
-          `--config.seed=1`: 131 s; pathnet 0.91 [0.78, 1.05] (p = 0.07),
-          finetune 1.07; with `--config.population_size=64`: 178 s, pathnet
-          0.92 [0.81, 1.06] (p = 0.02, i.e. slower than scratch), finetune 1.14.
-          `--config.salt_pepper=0.5`: every phase censored at the 400 cap.
+          algorithm), SGD at 0.05, 5 pairs. Measured (this session, gathered
+          serial trainer, one job at a time): 20 pairs (`--config.seed=2
+          --config.num_pairs=20`) in 106 s; pathnet 0.82 [0.69, 0.96]
+          (p_log = 0.003, i.e. slower than scratch), finetune 1.09.
+          The 100-pair experiment (transfer/README.md): `--config.seed=2
+          --config.num_pairs=100 --config.population_size=64`, 513 s; pathnet
+          0.83 [0.77, 0.90], geomean 0.78, p_log = 5e-5 (slower); finetune 1.19.
           A synchronous K=8 schedule diverged (NaN loss) at this rate in a
           fine-tuning phase: summed gradients scale a shared module's step.
   demo    quick's settings on 6 pairs with a 150-generation cap (scratch needs
