@@ -8,8 +8,12 @@ excitatory neurons, 1 and 3 epochs).
 Poisson inputs (rate = pixel / 4 Hz, 350 ms per image) drive conductance-based
 excitatory LIF neurons through plastic weights; each excitatory neuron excites
 one inhibitory neuron that inhibits all other excitatory ones (winner-take-all).
-Excitatory thresholds adapt (+theta_plus per spike), and before each image each
-neuron's input weights are rescaled to sum to 78. Learning is the paper's
+Excitatory thresholds adapt (+theta_plus per spike, decaying with a 1e7 ms time
+constant while learning), and before each image each neuron's input weights are
+rescaled to sum to 78. As in the authors' code, an excitatory neuron may fire
+again only when its `timer` (reset to 0 at a spike, growing at 0.1 ms per ms)
+exceeds `refrac_e`: 50 ms between its spikes, although its membrane integrates
+again after 5 ms. Learning is the paper's
 nearest-spike STDP with a second post trace: on a pre spike w -= nu_pre * post1;
 on a post spike w += nu_post * pre * post2 (value before the spike). If an image
 gives fewer than 5 excitatory spikes it is shown again 32 Hz brighter. After
@@ -18,7 +22,10 @@ for on training images (per-class mean), and a test image gets the class whose
 neurons fire most on average. Constants are those of the authors' Brian code.
 
 Simplifications (stated in every summary): the 150 ms rest between images is
-replaced by resetting the state, and `dt` defaults to 0.5 ms as in the paper.
+replaced by resetting the state (the timer starts at its post-rest value, and
+theta decays for the rest once per presentation), the input synapses have no
+0-10 ms delays, and an image is repeated at most `max_repeats` times.
+`dt` = 0.5 ms as in the paper.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class DiehlCook:
     offset_e: float = 20.0
     tau_e: float = 100.0
     refrac_e: float = 5.0
+    timer_rate: float = 0.1  # the authors' `dtimer/dt = 0.1`: 50 ms between spikes
     v_rest_i: float = -60.0
     v_reset_i: float = -45.0
     v_thresh_i: float = -40.0
@@ -54,6 +62,8 @@ class DiehlCook:
     w_ie: float = 17.0
     theta_plus: float = 0.05
     theta_init: float = 20.0
+    tau_theta: float = 1e7  # ms, training only
+    rest_ms: float = 150.0
     tau_pre: float = 20.0
     tau_post1: float = 20.0
     tau_post2: float = 40.0
@@ -86,12 +96,19 @@ def present(model, weights, theta, key, image, intensity, learn):
 
     Returns (weights, theta, spike counts (N,)); weights/theta change only if
     `learn`. The Poisson input of all steps is drawn at once (one RNG call, not
-    one per step), then `simulate` runs the network on it.
+    one per step), then `simulate` runs the network on it. While learning,
+    theta decays (tau_theta = 1e7 ms) over the presentation and the rest after
+    it in one factor: within one image the decay moves a threshold by < 0.001
+    mV, and a per-step factor exp(-dt / 1e7) is not representable in float32.
     """
     num_steps = round(model.presentation_ms / model.dt)
     prob = image * intensity * model.input_hz_per_intensity / 255.0 * model.dt * 1e-3
     pre_spikes = jax.random.uniform(key, (num_steps, *prob.shape)) < prob
-    return simulate(model, weights, theta, pre_spikes, learn)
+    weights, theta, counts = simulate(model, weights, theta, pre_spikes, learn)
+    if learn:
+        elapsed = model.presentation_ms + model.rest_ms
+        theta = theta * jnp.exp(-elapsed / model.tau_theta)
+    return weights, theta, counts
 
 
 def simulate(model, weights, theta, pre_spikes, learn, max_active=MAX_ACTIVE):
@@ -115,6 +132,7 @@ def simulate(model, weights, theta, pre_spikes, learn, max_active=MAX_ACTIVE):
         v_e=jnp.full(n, model.v_rest_e), v_i=jnp.full(n, model.v_rest_i),
         ge_e=zeros, gi_e=zeros, ge_i=zeros,
         rest_e=zeros, rest_i=zeros, pre=jnp.zeros(model.num_inputs),
+        timer_e=jnp.full(n, model.timer_rate * model.rest_ms),  # as after a rest
         post1=zeros, post2=zeros, weights=weights, theta=theta, count=zeros,
     )  # fmt: skip
     num_inputs = model.num_inputs
@@ -142,7 +160,9 @@ def simulate(model, weights, theta, pre_spikes, learn, max_active=MAX_ACTIVE):
             c["v_e"],
         )  # fmt: skip
         threshold = model.v_thresh_e + c["theta"] - model.offset_e
-        spikes_e = ((v_e > threshold) & active_e).astype(jnp.float32)
+        timer_e = c["timer_e"] + model.timer_rate * dt
+        may_fire = active_e & (timer_e > model.refrac_e)
+        spikes_e = ((v_e > threshold) & may_fire).astype(jnp.float32)
         v_e = jnp.where(spikes_e > 0, model.v_reset_e, v_e)
         ge_i = c["ge_i"] + model.w_ei * spikes_e
         i_i = ge_i * (-c["v_i"])  # no inhibition onto inhibitory neurons
@@ -187,6 +207,7 @@ def simulate(model, weights, theta, pre_spikes, learn, max_active=MAX_ACTIVE):
             ge_i=ge_i * decay["tau_ge"],
             rest_e=jnp.where(spikes_e > 0, model.refrac_e, c["rest_e"] - dt),
             rest_i=jnp.where(spikes_i > 0, model.refrac_i, c["rest_i"] - dt),
+            timer_e=jnp.where(spikes_e > 0, 0.0, timer_e),
             pre=pre, post1=post1, post2=post2, weights=w, theta=theta,
             count=c["count"] + spikes_e,
         ), None  # fmt: skip

@@ -14,7 +14,11 @@ slower on XLA:CPU than outside, so the network runs layer by layer: a conv
 layer (conv, max-pool) is applied to all T frames at once, and only the neuron
 state is scanned over time. The T*B frames go through the conv in unrolled
 pieces of `chunk` frames (cache blocking: one conv on 1,600 frames ran 2.7x
-slower per frame than 50 convs on 32, SNN-CONV 45 vs 122 samples/s). Dense
+slower per frame than 50 convs on 32, SNN-CONV 45 vs 122 samples/s). A conv
+with a shallow patch (k*k*C_in < `im2col_below`, e.g. the 1-channel first
+layer: 25) can run as patches x matmul instead, chunk by chunk; it is off by
+default because it measured no faster than `lax.conv` here (SNN-CONV 106.5 vs
+112.7 samples/s, with 2.2x the peak memory; snn/README.md). Dense
 layers are the opposite: one (T*B, 784) x (784, 256) matmul fell out of the
 2 MB L2 cache and its weight gradient took 66 ms against 28 ms for T per-step
 (B, 784) matmuls in a scan, so by default (`dense_in_scan`) a dense layer's matmul
@@ -101,6 +105,10 @@ class Network:
       chunk: in the layer schedule, frames per call of a layer applied to all
         T*B frames (conv layers; dense ones with `dense_in_scan=False`); the
         calls are unrolled inside the jit. 0 = one call. Same numbers either way.
+      im2col_below: a conv whose patch depth k*k*C_in is below this runs as
+        patches x matmul (the layer schedule; 0 = always `lax.conv`, the
+        default: no faster on this CPU). Same numbers up to float summation
+        order (tested).
     """
 
     layers: tuple[Layer, ...]
@@ -113,6 +121,7 @@ class Network:
     dense_in_scan: bool = True
     schedule: str = "layer"
     chunk: int = 32
+    im2col_below: int = 0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -120,11 +129,12 @@ class Network:
                 f"unknown schedule {self.schedule!r}; set --config.schedule to one "
                 f"of {SCHEDULES}."
             )
-        if self.chunk < 0:
-            raise ConfigError(
-                f"chunk={self.chunk} must be >= 0 (0 = no chunking); set "
-                "--config.chunk."
-            )
+        for name in ("chunk", "im2col_below"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)} must be >= 0 (0 = off); set "
+                    f"--config.{name}."
+                )
 
     def neuron_at(self, index: int):
         if index == len(self.layers) - 1 and self.readout == "membrane":
@@ -184,6 +194,7 @@ class Network:
             return self._apply_per_step(params, inputs)
         lead = inputs.shape[: inputs.ndim - len(self.input_shape)]
         x, layer_inputs = inputs, []
+        shapes = layer_shapes(self.layers, self.input_shape)
         for index, layer in enumerate(self.layers):
             layer_inputs.append(x)
             weighted = functools.partial(_weighted, layer, params["layers"][index])
@@ -199,6 +210,9 @@ class Network:
                 )
                 x = spikes
                 continue
+            depth = layer.kernel**2 * shapes[index][0][-1]
+            if layer.kind == "conv" and depth < self.im2col_below:
+                weighted = functools.partial(_as_matmul, layer, params["layers"][index])
             x = chunked(weighted, x.reshape(-1, *x.shape[len(lead) :]), self.chunk)
             x = x.reshape(*lead, *x.shape[1:])
             last = index == len(self.layers) - 1
@@ -276,7 +290,33 @@ def _weighted(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
     x = jax.lax.conv_general_dilated(
         x, params["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    x = x + params["b"]
+    return _pool(layer, x + params["b"])
+
+
+def patches(x: jax.Array, kernel: int) -> jax.Array:
+    """im2col: (N, H, W, C) -> (N, H-k+1, W-k+1, k*k*C), ordered like HWIO.
+
+    `patches(x, k) @ w.reshape(-1, O)` is the VALID, stride-1 convolution.
+    """
+    _, h, w, _ = x.shape
+    out_h, out_w = h - kernel + 1, w - kernel + 1
+    shifted = [
+        x[:, i : i + out_h, j : j + out_w, :]
+        for i in range(kernel)
+        for j in range(kernel)
+    ]
+    return jnp.concatenate(shifted, axis=-1)
+
+
+def _as_matmul(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
+    """`_weighted` for a conv layer as `patches` x matmul, then bias and pool."""
+    weights = params["w"].reshape(-1, params["w"].shape[-1])
+    return _pool(layer, patches(x, layer.kernel) @ weights + params["b"])
+
+
+def _pool(layer: Layer, x: jax.Array) -> jax.Array:
+    """Max-pool by reshape and max (its backward is 1.5x faster on XLA:CPU than
+    `reduce_window`'s select-and-scatter, ../shared/PERF-NOTES.md)."""
     if layer.pool > 1:
         n, h, w, c = x.shape
         p = layer.pool

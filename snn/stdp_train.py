@@ -100,7 +100,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "mean_test_spikes_per_image": float(test_counts.sum(1).mean()),
         "train_seconds_this_run": train_seconds,
         "wall_seconds_this_run": time.time() - start,
-        "simplifications": "state reset instead of 150 ms rest",
+        "simplifications": (
+            "state reset instead of the 150 ms rest; no input delays; "
+            f"at most {model.max_repeats} repeats per image"
+        ),
         "seed": config.seed,
         "data_source": train.source,
         "device": jax.devices()[0].device_kind,

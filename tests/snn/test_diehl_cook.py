@@ -38,8 +38,10 @@ def test_learning_off_keeps_weights_on_changes_them(key):
     np.testing.assert_array_equal(theta, state.theta)
     assert counts.sum() >= model.min_spikes
     w, theta, counts = learned
+    # one presentation (enough spikes), then the decay over 350 + 150 ms
+    decay = np.exp(-500.0 / 1e7)
     np.testing.assert_allclose(
-        theta - state.theta, model.theta_plus * counts, atol=1e-4
+        theta, (state.theta + model.theta_plus * counts) * decay, rtol=1e-6
     )
     assert not np.allclose(w, diehl_cook.normalize(model, state.weights))
     assert float(w.min()) >= 0.0 and float(w.max()) <= model.w_max
@@ -58,7 +60,7 @@ def test_stdp_mnist_smoke_end_to_end(tmp_path):
     assert jax.numpy.isfinite(summary["mean_test_spikes_per_image"])
 
 
-def numpy_reference(model, weights, theta, pre_spikes):
+def numpy_reference(model, weights, theta, pre_spikes, timer_rate=0.1):
     """The dense per-step rule (every weight updated and clipped each step)."""
     n, dt = model.num_neurons, model.dt
     decay = {k: np.exp(-dt / getattr(model, k)) for k in ("tau_ge", "tau_gi")}
@@ -67,14 +69,17 @@ def numpy_reference(model, weights, theta, pre_spikes):
     w, theta = np.array(weights, np.float64), np.array(theta, np.float64)
     v_e, v_i = np.full(n, model.v_rest_e), np.full(n, model.v_rest_i)
     ge_e, gi_e, ge_i, rest_e, rest_i = (np.zeros(n) for _ in range(5))
+    timer = np.full(n, 15.0)  # ms of `timer` after the 150 ms rest
     pre, post1, post2, count = np.zeros(len(w)), np.zeros(n), np.zeros(n), np.zeros(n)
     for spiked in np.asarray(pre_spikes, np.float64):
         ge_e = ge_e + spiked @ w
         i_e = ge_e * -v_e + gi_e * (-100.0 - v_e)
         on_e, on_i = rest_e <= 0, rest_i <= 0
         v_e = np.where(on_e, v_e + dt * (model.v_rest_e - v_e + i_e) / model.tau_e, v_e)
-        s_e = (v_e > model.v_thresh_e + theta - model.offset_e) & on_e
+        timer = timer + timer_rate * dt
+        s_e = (v_e > model.v_thresh_e + theta - model.offset_e) & on_e & (timer > 5)
         v_e[s_e] = model.v_reset_e
+        timer[s_e] = 0.0
         ge_i = ge_i + model.w_ei * s_e
         v_i = np.where(
             on_i, v_i + dt * (model.v_rest_i - v_i - ge_i * v_i) / model.tau_i, v_i
@@ -118,5 +123,8 @@ def test_event_driven_stdp_equals_dense_numpy_loop(key):
     steps = np.asarray(pre_spikes).sum(1)
     assert (steps <= 2).any() and (steps > 2).any()  # both paths taken
     np.testing.assert_array_equal(counts, ref_counts)
+    # the 50 ms lockout of the authors' `timer` mattered in this run
+    no_lockout = numpy_reference(model, weights, theta, pre_spikes, timer_rate=1.0)
+    assert no_lockout[2].sum() > ref_counts.sum()
     np.testing.assert_allclose(th, ref_theta, rtol=1e-6)
     np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-6)
