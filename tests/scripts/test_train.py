@@ -13,13 +13,24 @@ from shared.metrics import read_metrics
 from tests.conftest import REPO_ROOT
 
 CONFIG = "shared/configs/mnist_classifier.py"
+# The runs here compile the same smoke step again and again; a JAX persistent
+# compilation cache shared by this module's subprocesses compiles it once.
+JAX_CACHE = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jax_cache(tmp_path_factory):
+    JAX_CACHE["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax"))
+    JAX_CACHE["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    yield
+    JAX_CACHE.clear()
 
 
 def train(workdir, *flags, wait=True):
     if not any(f.startswith("--config=") for f in flags):
         flags = (f"--config={CONFIG}:smoke", *flags)  # --config before overrides
     command = [sys.executable, "-m", "scripts.train", f"--workdir={workdir}", *flags]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **JAX_CACHE)
     process = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
