@@ -38,16 +38,14 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         raise ConfigError(
             f"unknown config variant {variant!r}; use :smoke, :quick or :paper"
         )
-    # The shared fields (data, child optimizer, derive, Kendall) as macro's.
-    config = macro_search.get_config("paper" if variant == "paper" else "quick")
+    # Data, child optimizer, diagnostics, derive and Kendall as macro's variant.
+    config = macro_search.get_config(variant)
     config.variant = variant
     config.space = "micro"
     config.num_cells = (
         5  # B computed nodes per cell (the paper's "B=7" counts 2 inputs)
     )
     config.num_layers = 3  # official num_layers: num_layers + 2 cells, 2 reductions
-    config.width = 8
-    config.final_width = 8
     config.final_num_layers = 3
     # Controller: the official micro-search values.
     config.tanh_constant = 1.10
@@ -56,37 +54,22 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.num_aggregate = 4
     config.skip_weight = 0.0  # no skip penalty in the micro space
     config.l2 = 0.0001
-    if variant != "paper":  # paper keeps macro's 45000 / 5000 CIFAR split
-        config.train_examples = 1000  # 3000: search alone took 6.4 min on 2 cores
-        config.valid_examples = 500
-        config.eval_examples = 500
-    config.search_epochs = 2
-    config.log_every = 10
-    config.final_network = "supernet"  # one compile for every retrained arch
-    if variant == "smoke":
-        config.train_examples = 256
-        config.valid_examples = 256
-        config.test_examples = 256
+    if variant == "smoke":  # macro's smoke sizes, the smallest micro network
         config.num_cells = 2
         config.num_layers = 1
         config.final_num_layers = 1
         config.width = 4
-        config.batch_size = 32
-        config.search_epochs = 1
-        config.controller_every = 4
-        config.valid_batch_size = 8
-        config.op_share_samples = 16
-        config.eval_archs = 2
-        config.eval_examples = 128
-        config.eval_batch_size = 128
-        config.derive_samples = 2
         config.final_width = 4
-        config.final_network = "supernet"
-        config.final_epochs = 1
-        config.kendall_archs = 0
-        config.log_every = 4
-        config.checkpoint_every = 8
-    elif variant == "paper":
+    elif variant == "quick":
+        config.width = 8
+        config.final_width = 8
+        config.train_examples = 1000  # 3000: search alone took 6.4 min on 2 cores
+        config.valid_examples = 500
+        config.eval_examples = 500
+        config.search_epochs = 2
+        config.log_every = 10
+        config.final_network = "supernet"  # one compile for every retrained arch
+    else:  # paper: macro's 45000 / 5000 CIFAR split and diagnostics
         config.num_layers = 6
         config.width = 20
         config.batch_size = 160
@@ -97,8 +80,6 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.final_width = 36
         config.final_num_layers = 15
         config.final_epochs = 630
-        config.batch_size = 160
-        config.l2 = 0.0001
         config.final_lr_min = 0.0001
         config.final_network = "standalone"
     return config
