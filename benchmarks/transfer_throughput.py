@@ -16,7 +16,7 @@ SGD. Five ways to run the same tournaments (P/2 per round):
                  (a lax.scan over its T minibatches, gathered forward), Python
                  loops over paths and tournaments;
   serial         transfer.genetic round, schedule "serial": lax.scan over paths,
-                 each path's modules gathered ONCE (`pathnet.gather_path`), a
+                 each path's modules gathered ONCE (`bank_updates.gather_path`), a
                  lax.scan over its T minibatches on that small copy, the change
                  scattered back; one dispatch per round;
   synchronous    schedule "synchronous" (vmap over the P paths inside the scan over
@@ -40,7 +40,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from transfer import genetic, pathnet, tasks
+from transfer import genetic, pathnet, schedules, tasks
 
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
@@ -118,7 +118,7 @@ def time_loop(forward: str, batches, optimizer, params) -> float:
     (gathered forward). A path's fitness is the mean of its T accuracies (one
     host sync per path); selection and mutation in NumPy.
     """
-    loss_fn = gathered_loss if forward != "dense" else genetic.make_loss(SPEC)
+    loss_fn = gathered_loss if forward != "dense" else schedules.make_loss(SPEC)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def minibatch_step(params, opt_state, path, images, labels):

@@ -17,38 +17,10 @@ One call of the step runs a ROUND of K tournaments (K = `tournaments_per_round`,
 1 <= K <= P/2) on 2K distinct members drawn by a random permutation; a round counts
 as K generations, the paper's unit (one generation = one binary tournament = two
 paths x T minibatches), so compute per generation is the same in every schedule.
-How a round trains its 2K paths (`schedule`):
-
-  "serial":      `lax.scan` over the 2K paths, each a `lax.scan` over its T steps;
-                 every update sees the bank left by the previous one. With K = 1 this
-                 is exactly the paper's serial binary-MNIST algorithm (tournament
-                 after tournament). With K > 1 the bank updates are still serial but
-                 selection waits for the end of the round: a member picked in round
-                 r cannot be a child born in round r. With a stateless optimizer
-                 (SGD, the paper's) a path's N modules per layer are gathered once
-                 (`pathnet.gather_path`), trained for T steps as one small
-                 (B, in) x (in, N*units) network, and their change is added back:
-                 the dense forward's arithmetic restricted to the path (M/N times
-                 fewer FLOPs; 29 -> 47 tournaments/s, transfer_throughput). A
-                 stateful optimizer (Adam, RMSProp: their moments move modules off
-                 the path too) takes the dense forward.
-  "synchronous": `lax.scan` over the T steps, `vmap` over the 2K paths: at step t
-                 each path takes the gradient of its own minibatch at the SAME bank,
-                 and the bank applies the SUM of the 2K gradients (each path's
-                 gradient is zero off its modules). This is 2K parallel workers in
-                 lockstep - the paper's asynchronous workers with zero staleness -
-                 so a module shared by k paths gets k gradient contributions per step
-                 and the bank takes T (not 2K x T) sequential steps per round. The
-                 2K paths' minibatches are the leading axis of the batch, which
-                 `shared.train_loop.fit` shards over the mesh's `data` axis: the
-                 population is spread over devices and XLA all-reduces the summed
-                 gradient.
-Generation counts from "synchronous" with K > 1 therefore measure a different (more
-parallel) algorithm than the paper's serial one; use K = 1, "serial" to compare with
-the published numbers, and report the schedule with every number. Because gradients
-are summed, a module on k of the 2K paths takes a k-times larger step: with SGD at
-0.05 (fine serially) a synchronous K = 8 run diverged to a NaN loss in a fine-tuning
-phase here; scale the learning rate down with K.
+How a round trains its 2K paths on the shared bank (`schedule`: "serial", the
+paper's algorithm at K = 1, or "synchronous", 2K paths in lockstep under `vmap`)
+is `transfer.schedules`; read its docstring before comparing generation counts
+with the paper's.
 """
 
 from __future__ import annotations
@@ -61,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from shared.types import Key
-from transfer import pathnet
+from transfer import pathnet, schedules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,124 +118,6 @@ def init_state(
     )
 
 
-def make_loss(spec: pathnet.PathNetSpec):
-    """`(params, path, images uint8 (B, ...), labels (B,)) -> (loss, accuracy)`."""
-
-    def loss_fn(params, path, images, labels):
-        x = images.astype(jnp.float32) / 255.0
-        logits = pathnet.apply(params, path, x, spec)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (logits.argmax(-1) == labels).mean()
-
-    return loss_fn
-
-
-def make_trainers(spec: pathnet.PathNetSpec, optimizer):
-    """The two ways to train S paths for T minibatches on the shared bank.
-
-    Both map `(params, opt_state, frozen, paths (S, L, N), images (S, T, B, ...),
-    labels (S, T, B))` to `(params, opt_state, fitness (S,), loss (S,))`, fitness
-    being the mean pre-update training accuracy over the path's T minibatches.
-    """
-    loss_fn = make_loss(spec)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def update(params, opt_state, frozen, grads):
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        updates = pathnet.mask_updates(updates, frozen)
-        return optax.apply_updates(params, updates), opt_state
-
-    def gathered_loss(sub, keep, images, labels):
-        logits = pathnet.apply_path(sub, keep, images.astype(jnp.float32) / 255.0, spec)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (logits.argmax(-1) == labels).mean()
-
-    gathered_grad = jax.value_and_grad(gathered_loss, has_aux=True)
-
-    def serial_gathered(params, frozen, paths, images, labels):
-        """Serial schedule for a stateless optimizer (SGD): each path trains a
-        gathered copy of its own modules (`pathnet.gather_path`) for T steps and
-        writes the change back. Same arithmetic as the dense forward restricted
-        to the path; modules off the path are untouched either way."""
-
-        def one_path(params, inputs):
-            path, path_images, path_labels = inputs
-            keep = pathnet.first_occurrence(path)
-            trainable = pathnet.gathered_trainable(path, frozen, spec.units)
-            start = pathnet.gather_path(params["layers"], path)
-            masks = {
-                "layers": tuple({"w": row, "b": row} for row in trainable),
-                "head": jax.tree.map(lambda _: True, params["head"]),
-            }
-
-            def one_step(sub, batch):
-                (loss, acc), grads = gathered_grad(sub, keep, *batch)
-                updates, _ = optimizer.update(grads, optimizer.init(sub), sub)
-                updates = jax.tree.map(
-                    lambda u, m: jnp.where(m, u, jnp.zeros_like(u)), updates, masks
-                )
-                return optax.apply_updates(sub, updates), (loss, acc)
-
-            sub, (loss, acc) = jax.lax.scan(
-                one_step,
-                {"layers": start, "head": params["head"]},
-                (path_images, path_labels),
-            )
-            layers = pathnet.scatter_path(params["layers"], path, sub["layers"], start)
-            return {"layers": layers, "head": sub["head"]}, (acc.mean(), loss.mean())
-
-        return jax.lax.scan(one_path, params, (paths, images, labels))
-
-    def serial(params, opt_state, frozen, paths, images, labels):
-        if not jax.tree.leaves(opt_state):
-            params, (fitness, loss) = serial_gathered(
-                params, frozen, paths, images, labels
-            )
-            return params, opt_state, fitness, loss
-
-        def one_path(carry, inputs):
-            path, path_images, path_labels = inputs
-
-            def one_step(carry, batch):
-                params, opt_state = carry
-                (loss, acc), grads = grad_fn(params, path, *batch)
-                return update(params, opt_state, frozen, grads), (loss, acc)
-
-            carry, (loss, acc) = jax.lax.scan(
-                one_step, carry, (path_images, path_labels)
-            )
-            return carry, (acc.mean(), loss.mean())
-
-        (params, opt_state), (fitness, loss) = jax.lax.scan(
-            one_path, (params, opt_state), (paths, images, labels)
-        )
-        return params, opt_state, fitness, loss
-
-    def summed_loss(params, paths, images, labels):
-        loss, acc = jax.vmap(loss_fn, in_axes=(None, 0, 0, 0))(
-            params, paths, images, labels
-        )
-        return loss.sum(), (loss, acc)
-
-    # Gradient of the summed loss, not a vmapped gradient then a sum: the latter
-    # materialises S per-path copies of the bank's gradient (16x slower measured).
-    summed_grad = jax.grad(summed_loss, has_aux=True)
-
-    def synchronous(params, opt_state, frozen, paths, images, labels):
-        def one_step(carry, batch):
-            params, opt_state = carry
-            grads, (loss, acc) = summed_grad(params, paths, *batch)
-            return update(params, opt_state, frozen, grads), (loss, acc)
-
-        time_major = (jnp.swapaxes(images, 0, 1), jnp.swapaxes(labels, 0, 1))
-        (params, opt_state), (loss, acc) = jax.lax.scan(
-            one_step, (params, opt_state), time_major
-        )
-        return params, opt_state, acc.mean(axis=0), loss.mean(axis=0)
-
-    return {"serial": serial, "synchronous": synchronous}
-
-
 def select(key: Key, population, members, fitness, num_modules: int):
     """K binary tournaments: the winner's mutated copy replaces the loser.
 
@@ -291,7 +145,7 @@ def make_round(spec: pathnet.PathNetSpec, ga: GAConfig, optimizer):
     `fit`'s `stop_fn`).
     """
     num_slots = 2 * ga.tournaments_per_round
-    train = make_trainers(spec, optimizer)[ga.schedule]
+    train = schedules.make_trainers(spec, optimizer)[ga.schedule]
 
     def run(state: GAState, batch, key):
         key_pick, key_mutate = jax.random.split(key)

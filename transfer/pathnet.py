@@ -29,14 +29,9 @@ gradient of the summed loss of P = 64 paths x 16 images, binary-MNIST modules):
 ~80). Modules off the path get exactly zero gradient (their outputs are
 multiplied by 0.0).
 
-The serial GA instead trains a path on its own modules only: `gather_path` copies
-the path's N modules per layer side by side, (in, N*units), once per path;
-`apply_path` runs them (the same values as `apply`); `scatter_path` adds their
-change back into the bank. Without the vmap over paths there is no large GEMM to
-win, so running N instead of M modules per layer is the faster form there.
-
-Frozen modules are a boolean (L, M) array; `mask_updates` zeroes their optimizer
-updates, so they stay bit-identical however they are used.
+The serial GA trains a path on its own modules only, and frozen modules are masked
+out of every update: both live in `transfer.bank_updates`. `check_paths` validates
+paths on the host with a clear error.
 """
 
 from __future__ import annotations
@@ -49,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from shared.errors import UserError
-from shared.types import Key, PyTree
+from shared.types import Key
 
 
 class PathError(UserError):
@@ -142,6 +137,7 @@ def init_head(key: Key, spec: PathNetSpec) -> dict:
 
 
 def init_params(key: Key, spec: PathNetSpec) -> dict:
+    """A fresh bank and readout: {"layers": `init_layers`, "head": `init_head`}."""
     key_layers, key_head = jax.random.split(key)
     return {"layers": init_layers(key_layers, spec), "head": init_head(key_head, spec)}
 
@@ -151,7 +147,7 @@ def active_modules(path: jax.Array, num_modules: int) -> jax.Array:
     return (path[..., None] == jnp.arange(num_modules)).any(axis=-2)
 
 
-def _side_by_side(kernel, bias, h, spec: PathNetSpec) -> jax.Array:
+def side_by_side(kernel, bias, h, spec: PathNetSpec) -> jax.Array:
     """(B, ...) -> (B, ..., K, units): K modules stored side by side, pre-ReLU.
 
     `kernel` is (*kernel_hw, in, K*units), `bias` (K*units,): one GEMM (one conv)
@@ -171,7 +167,7 @@ def _modules(layer: dict, h: jax.Array, spec: PathNetSpec) -> jax.Array:
     """(B, ...) -> (B, ..., M, units): all M modules of `layer`, pre-ReLU."""
     w = layer["w"]  # (M, *kernel, in, units)
     kernel = jnp.moveaxis(w, 0, -2).reshape(*w.shape[1:-1], -1)
-    return _side_by_side(kernel, layer["b"].reshape(-1), h, spec)
+    return side_by_side(kernel, layer["b"].reshape(-1), h, spec)
 
 
 def features(
@@ -206,136 +202,6 @@ def apply(params: dict, path: jax.Array, x: jax.Array, spec: PathNetSpec):
     """Logits (B, num_classes) of `x` (B, *input_shape) along `path` (L, N)."""
     h = features(params["layers"], path, x, spec)
     return h @ params["head"]["w"] + params["head"]["b"]
-
-
-def first_occurrence(path: jax.Array) -> jax.Array:
-    """(L, N) path -> (L, N) bool: gene n is the first naming its module in row l.
-
-    A module named twice counts once: the later copies are masked out.
-    """
-    same = path[..., :, None] == path[..., None, :]
-    return ~jnp.tril(same, k=-1).any(axis=-1)
-
-
-def gather_path(layers: tuple[dict, ...], path: jax.Array) -> tuple[dict, ...]:
-    """The path's own modules, side by side in GEMM layout.
-
-    Layer l becomes {"w": (*kernel, in_l, N*units), "b": (N*units,)}: the N
-    modules of row l of `path` (repeats included, see `first_occurrence`). The
-    serial GA trains a path on this small copy for its T minibatches, then
-    `scatter_path` writes it back: one gather per path, not per minibatch, and
-    each step's matmul is (B, in) x (in, N*units), M/N times less arithmetic than
-    the dense forward of `features`.
-    """
-    out = []
-    for layer, ids in zip(layers, path, strict=True):
-        w = layer["w"][ids]  # (N, *kernel, in, units)
-        out.append(
-            {
-                "w": jnp.moveaxis(w, 0, -2).reshape(*w.shape[1:-1], -1),
-                "b": layer["b"][ids].reshape(-1),
-            }
-        )
-    return tuple(out)
-
-
-def scatter_path(
-    layers: tuple[dict, ...], path: jax.Array, new: tuple[dict, ...], old
-) -> tuple[dict, ...]:
-    """Adds the change `new - old` of gathered modules back into the bank.
-
-    Adding the change (not setting the value) keeps a repeated gene exact: its
-    masked copy has changed by exactly zero.
-    """
-    out = []
-    for layer, ids, after, before in zip(layers, path, new, old, strict=True):
-        num, units = len(ids), layer["b"].shape[-1]
-        delta_w = (after["w"] - before["w"]).reshape(*after["w"].shape[:-1], num, units)
-        delta_b = (after["b"] - before["b"]).reshape(num, units)
-        out.append(
-            {
-                "w": layer["w"].at[ids].add(jnp.moveaxis(delta_w, -2, 0)),
-                "b": layer["b"].at[ids].add(delta_b),
-            }
-        )
-    return tuple(out)
-
-
-def path_features(
-    gathered: tuple[dict, ...], keep: jax.Array, x: jax.Array, spec: PathNetSpec
-) -> jax.Array:
-    """`features` computed from `gather_path`'s modules (the same values).
-
-    Args:
-      gathered: `gather_path(layers, path)`.
-      keep: (L, N) `first_occurrence(path)`.
-      x: (B, *input_shape).
-
-    Returns:
-      (B, feature_size).
-    """
-    keep = keep.astype(x.dtype)
-    h = x
-    for index, layer in enumerate(gathered):
-        out = _side_by_side(layer["w"], layer["b"], h, spec)
-        h = (jax.nn.relu(out) * keep[index][:, None]).sum(axis=-2)
-        if spec.last_layer_mean and index == len(gathered) - 1:
-            h = h / keep[index].sum()
-    return h.reshape(h.shape[0], -1)
-
-
-def apply_path(sub: dict, keep: jax.Array, x: jax.Array, spec: PathNetSpec):
-    """Logits from {"layers": gather_path(...), "head"}: equals `apply`'s."""
-    h = path_features(sub["layers"], keep, x, spec)
-    return h @ sub["head"]["w"] + sub["head"]["b"]
-
-
-def gathered_trainable(path: jax.Array, frozen: jax.Array, units: int) -> jax.Array:
-    """(L, N*units) bool: which columns of `gather_path`'s modules may change.
-
-    A gene's columns are trainable when its module is not frozen and the gene is
-    the first to name that module (a repeat's copy must stay put).
-    """
-    on_path_frozen = jnp.take_along_axis(frozen, path, axis=1)
-    trainable = first_occurrence(path) & ~on_path_frozen
-    return jnp.repeat(trainable, units, axis=1)
-
-
-def module_mask_tree(params: dict, frozen: jax.Array) -> PyTree:
-    """Per-leaf boolean masks, True where a parameter belongs to a frozen module.
-
-    Args:
-      params: {"layers", "head"} as from `init_params`.
-      frozen: bool (L, M). The head is never frozen (each task gets its own).
-    """
-    layers = tuple(
-        jax.tree.map(
-            lambda leaf, row=row: row.reshape((-1,) + (1,) * (leaf.ndim - 1)),
-            layer,
-        )
-        for layer, row in zip(params["layers"], frozen, strict=True)
-    )
-    head = jax.tree.map(lambda leaf: jnp.zeros((1,) * leaf.ndim, bool), params["head"])
-    return {"layers": layers, "head": head}
-
-
-def mask_updates(updates: dict, frozen: jax.Array) -> dict:
-    """Zeroes the updates of frozen modules (exact: `where`, not a multiply)."""
-    masks = module_mask_tree(updates, frozen)
-    return jax.tree.map(lambda u, m: jnp.where(m, jnp.zeros_like(u), u), updates, masks)
-
-
-def keep_frozen(params: dict, fresh: dict, frozen: jax.Array) -> dict:
-    """`params`' frozen modules, `fresh`'s everything else (head included)."""
-    masks = module_mask_tree(params, frozen)
-    return jax.tree.map(
-        lambda old, new, m: jnp.where(m, old, new), params, fresh, masks
-    )
-
-
-def reinit_unfrozen(key: Key, params: dict, frozen: jax.Array, spec: PathNetSpec):
-    """Keeps frozen modules, re-initialises every other module and the head."""
-    return keep_frozen(params, init_params(key, spec), frozen)
 
 
 def check_paths(paths, spec: PathNetSpec) -> np.ndarray:

@@ -35,7 +35,7 @@ import optax
 
 from shared import mesh as mesh_lib
 from shared import train_loop
-from transfer import genetic, pathnet, tasks
+from transfer import bank_updates, genetic, pathnet, tasks
 
 METHODS = ("pathnet", "finetune", "scratch")
 
@@ -71,7 +71,7 @@ class Programs:
         jitted step per step function) compiles it once.
       init_params: `key -> params`.
       init_state: `(key, params, frozen (L, M)) -> GAState`.
-      keep_frozen: `(params, fresh, frozen) -> params` (`pathnet.keep_frozen`).
+      keep_frozen: `(params, fresh, frozen) -> params` (`bank_updates.keep_frozen`).
       accuracy: `(params, path, images uint8, labels) -> accuracy` (reports only).
     """
 
@@ -98,7 +98,7 @@ def _programs(spec, ga, optimizer: str, learning_rate: float) -> Programs:
                 key, params, opt, spec, ga, frozen
             )
         ),
-        keep_frozen=jax.jit(pathnet.keep_frozen),
+        keep_frozen=jax.jit(bank_updates.keep_frozen),
         accuracy=jax.jit(accuracy),
     )
 
@@ -149,7 +149,7 @@ def run_ga(config, task, state, workdir: str, key, batch_seed: int):
         config.num_minibatches,
         config.batch_size,
         batch_seed,
-        config.salt_pepper,
+        0.0 if config.get("salt_pepper_once", False) else config.salt_pepper,
     )
     result = train_loop.fit(
         jitted.step,
@@ -187,6 +187,9 @@ def run_pair(config, index: int, digits_a, digits_b, workdir: str) -> dict:
     )
     task_a = tasks.make_binary_task(digits_a, **load)
     task_b = tasks.make_binary_task(digits_b, **load)
+    if config.salt_pepper and config.get("salt_pepper_once", False):
+        task_a = tasks.noise_once(task_a, config.salt_pepper, (config.seed, index))
+        task_b = tasks.noise_once(task_b, config.salt_pepper, (config.seed, index))
     keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), index), 8)
     seed_a, seed_b = [config.seed * 100_003 + index * 2 + i for i in (0, 1)]
 
@@ -201,7 +204,7 @@ def run_pair(config, index: int, digits_a, digits_b, workdir: str) -> dict:
     frozen = np.asarray(state_a.best_path)[..., None] == np.arange(spec.num_modules)
     frozen = frozen.any(axis=-2)  # (L, M): the modules on A's best path
     starts = {
-        "pathnet": (  # = pathnet.reinit_unfrozen(keys[3], params_a, frozen, spec)
+        "pathnet": (  # = bank_updates.reinit_unfrozen(keys[3], params_a, frozen, spec)
             jitted.keep_frozen(params_a, jitted.init_params(keys[3]), frozen),
             frozen,
         ),

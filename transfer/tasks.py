@@ -87,6 +87,36 @@ def make_binary_task(
     return BinaryTask((a, b), train_x, train_y, test_x, test_y, train.source)
 
 
+def add_salt_pepper(rng: np.random.Generator, images: np.ndarray, prob: float):
+    """Each pixel replaced with probability `prob` by 0 or 255 (half each)."""
+    hit = rng.random(images.shape) < prob
+    salt = rng.random(images.shape) < 0.5
+    return np.where(hit, np.where(salt, 255, 0), images).astype(np.uint8)
+
+
+def noise_once(task: BinaryTask, prob: float, seed: tuple[int, ...]) -> BinaryTask:
+    """`task` with salt-and-pepper noise added ONCE to its training images.
+
+    The public re-implementations (kimhc6028/pathnet-pytorch `common.py`,
+    jsikyoon/pathnet) corrupt the training set once, before training, so the
+    GA sees a fixed noisy dataset it can fit to 99.8%; `RoundBatches`'
+    `salt_pepper` instead draws fresh noise for every minibatch. The images of
+    digit d are noised by `default_rng([*seed, d])` in dataset order, so a digit
+    shared by tasks A and B gets the same noisy images in both. Test images stay
+    clean (they are only reported).
+    """
+    images = task.train_images.copy()
+    for label, digit in enumerate(task.digits):
+        rows = np.flatnonzero(task.train_labels == label)
+        # One (hit, salt) pair of uniforms per pixel, image after image: the
+        # first k images of a digit get the same noise however many are kept.
+        rng = np.random.default_rng([*seed, digit])
+        draw = rng.random((len(rows), 2, images.shape[1]))
+        noise = np.where(draw[:, 1] < 0.5, 255, 0)
+        images[rows] = np.where(draw[:, 0] < prob, noise, images[rows])
+    return dataclasses.replace(task, train_images=images)
+
+
 def sample_task_pairs(
     seed: int, num_pairs: int, num_classes: int = 10
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -147,7 +177,5 @@ class RoundBatches(batches.SeededBatches):
         take = rng.integers(0, len(self._labels), size=self._shape)
         images = self._images[take]
         if self._salt_pepper:
-            hit = rng.random(images.shape) < self._salt_pepper
-            salt = rng.random(images.shape) < 0.5
-            images = np.where(hit, np.where(salt, 255, 0), images).astype(np.uint8)
+            images = add_salt_pepper(rng, images, self._salt_pepper)
         return {"image": images, "label": self._labels[take]}

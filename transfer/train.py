@@ -54,6 +54,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config.fitness_threshold must be in (0, 1].")
     if config.modules_per_layer > config.num_modules:
         raise ConfigError("config.modules_per_layer must be <= num_modules.")
+    if config.get("salt_pepper_once", False) and not config.salt_pepper:
+        raise ConfigError(
+            "config.salt_pepper_once=True noises the training set once with "
+            "probability config.salt_pepper, which is 0; set e.g. "
+            "--config.salt_pepper=0.5."
+        )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

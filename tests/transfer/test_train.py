@@ -49,6 +49,31 @@ def test_round_batches_are_deterministic_resumable_and_from_train():
     assert all(bytes(row) in rows for row in first["image"].reshape(-1, 784))
 
 
+def test_noise_once_is_fixed_per_digit_and_leaves_test_data_clean():
+    """`salt_pepper_once`: a digit shared by tasks A and B gets the same noisy
+    images; about p of the pixels are 0 or 255; labels and test data unchanged."""
+    task_a = tasks.make_binary_task((3, 7), train_examples=200, test_examples=20)
+    task_b = tasks.make_binary_task((7, 1), train_examples=200, test_examples=20)
+    noisy_a = tasks.noise_once(task_a, 0.5, (0, 4))
+    noisy_b = tasks.noise_once(task_b, 0.5, (0, 4))
+    np.testing.assert_array_equal(noisy_a.train_labels, task_a.train_labels)
+    np.testing.assert_array_equal(noisy_a.test_images, task_a.test_images)
+    sevens_a = noisy_a.train_images[noisy_a.train_labels == 1]
+    sevens_b = noisy_b.train_images[noisy_b.train_labels == 0]
+    n = min(len(sevens_a), len(sevens_b))  # the same first sevens of MNIST
+    np.testing.assert_array_equal(sevens_a[:n], sevens_b[:n])
+    changed = noisy_a.train_images != task_a.train_images
+    assert np.all(np.isin(noisy_a.train_images[changed], (0, 255)))
+    # a hit pixel keeps its value when it already equals the drawn 0/255
+    clean = task_a.train_images
+    want = 0.5 * (0.5 * (clean != 0).mean() + 0.5 * (clean != 255).mean())
+    assert abs(changed.mean() - want) < 0.01, (changed.mean(), want)
+    again = tasks.noise_once(task_a, 0.5, (0, 4))
+    np.testing.assert_array_equal(again.train_images, noisy_a.train_images)
+    other = tasks.noise_once(task_a, 0.5, (1, 4))
+    assert not np.array_equal(other.train_images, noisy_a.train_images)
+
+
 def test_speedup_and_statistics_arithmetic():
     np.testing.assert_allclose(stats.speedup([200, 100], [100, 125]), [2.0, 0.8])
     # All 5 differences positive: 2 of the 32 sign patterns are as extreme.
@@ -140,6 +165,7 @@ def test_smoke_run_end_to_end_and_resume(tmp_path):
         ("max_generations", 9, "multiple"),
         ("schedule", "async", "schedule"),
         ("optimizer", "lbfgs", "optimizer"),
+        ("salt_pepper_once", True, "salt_pepper"),
     ],
 )
 def test_bad_config_is_refused(field, value, message):

@@ -1,0 +1,155 @@
+"""The round trainers: serial and synchronous (sharded) schedules equal Python
+loops; the gathered serial trainer equals the dense one."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from shared import mesh as mesh_lib
+from tests.transfer.helpers import init_params
+from transfer import pathnet, schedules
+
+SPEC = pathnet.PathNetSpec(
+    num_layers=3, num_modules=5, modules_per_layer=2, units=8, input_shape=(12,)
+)
+LEARNING_RATE = 0.5
+OPTIMIZER = optax.sgd(LEARNING_RATE)
+S, T, B = 4, 3, 6  # path slots, minibatches per path, batch size
+
+
+def make_batch(seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (S, T, B, 12), dtype=np.uint8)
+    labels = (images[..., :6].sum(-1) > images[..., 6:].sum(-1)).astype(np.int32)
+    return {"image": jnp.asarray(images), "label": jnp.asarray(labels)}
+
+
+@functools.cache
+def params0():
+    return init_params(jax.random.key(0), SPEC)
+
+
+@functools.cache
+def path_grad():
+    return jax.jit(jax.value_and_grad(schedules.make_loss(SPEC), has_aux=True))
+
+
+def sgd(params, grads):
+    """NumPy reference of `optax.sgd(LEARNING_RATE)`."""
+    return jax.tree.map(
+        lambda p, g: np.asarray(p) - LEARNING_RATE * np.asarray(g), params, grads
+    )
+
+
+def python_loop_synchronous(params, paths, batch):
+    """Reference: each step, per-path gradients in a Python loop, summed."""
+    accs = np.zeros((S, T))
+    for t in range(T):
+        total = None
+        for s in range(S):
+            (_, acc), g = path_grad()(
+                params, paths[s], batch["image"][s, t], batch["label"][s, t]
+            )
+            accs[s, t] = acc
+            g = jax.tree.map(np.asarray, g)
+            total = g if total is None else jax.tree.map(np.add, total, g)
+        params = sgd(params, total)
+    return params, accs.mean(axis=1)
+
+
+def python_loop_serial(params, paths, batch):
+    fitness = []
+    for s in range(S):
+        accs = []
+        for t in range(T):
+            (_, acc), g = path_grad()(
+                params, paths[s], batch["image"][s, t], batch["label"][s, t]
+            )
+            accs.append(float(acc))
+            params = sgd(params, g)
+        fitness.append(np.mean(accs))
+    return params, np.array(fitness)
+
+
+def trainer_inputs():
+    params = params0()
+    paths = np.random.default_rng(4).integers(0, 5, (S, 3, 2)).astype(np.int32)
+    batch = make_batch()
+    frozen = np.zeros((3, 5), bool)
+    return params, OPTIMIZER.init(params), frozen, paths, batch
+
+
+def trained(schedule):
+    """The jitted trainer on the shared inputs; synchronous rounds shard their
+    path slots over a 4-device mesh (the `data` axis), as `fit` runs them."""
+    params, opt_state, frozen, paths, batch = trainer_inputs()
+    train = jax.jit(schedules.make_trainers(SPEC, OPTIMIZER)[schedule])
+    if schedule == "serial":
+        return train(params, opt_state, frozen, paths, batch["image"], batch["label"])
+    mesh = mesh_lib.make_mesh(4)
+    sharded = mesh_lib.shard_batch(
+        {"paths": paths, "image": batch["image"], "label": batch["label"]}, mesh
+    )
+    with jax.set_mesh(mesh):
+        out = train(
+            *mesh_lib.replicate((params, opt_state, frozen), mesh),
+            sharded["paths"],
+            sharded["image"],
+            sharded["label"],
+        )
+    assert len(out[2].sharding.device_set) == 4  # fitness stays per-device
+    return out
+
+
+@pytest.mark.parametrize(
+    "schedule, reference",
+    [("synchronous", python_loop_synchronous), ("serial", python_loop_serial)],
+    ids=["synchronous-sharded-over-4-devices", "serial"],
+)
+def test_population_round_equals_python_loop(schedule, reference):
+    params, _, _, paths, batch = trainer_inputs()
+    got, _, fitness, _ = trained(schedule)
+    want, want_fitness = reference(params, paths, batch)
+    np.testing.assert_allclose(fitness, want_fitness, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_gathered_serial_equals_dense_serial_with_frozen_modules_and_repeats():
+    """SGD takes the gathered serial trainer; the same update written as a
+    stateful chain (trace with decay 0, then scale) takes the dense one."""
+    params, _, _, paths, batch = trainer_inputs()
+    paths = paths.copy()
+    paths[0, 1] = [3, 3]  # a repeated gene
+    frozen = np.zeros((3, 5), bool)
+    frozen[0, paths[1, 0, 0]] = frozen[2, paths[2, 2, 1]] = True
+    stateful = optax.chain(optax.trace(decay=0.0), optax.scale(-LEARNING_RATE))
+    out = {}
+    for name, optimizer in (("gathered", OPTIMIZER), ("dense", stateful)):
+        train = jax.jit(schedules.make_trainers(SPEC, optimizer)["serial"])
+        out[name] = jax.device_get(
+            train(
+                params,
+                optimizer.init(params),
+                frozen,
+                paths,
+                batch["image"],
+                batch["label"],
+            )
+        )
+    (fast, _, fast_fitness, _), (dense, _, dense_fitness, _) = (
+        out["gathered"],
+        out["dense"],
+    )
+    np.testing.assert_allclose(fast_fitness, dense_fitness, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(dense), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    for index, layer in enumerate(fast["layers"]):
+        for m in np.flatnonzero(frozen[index]):  # frozen: bit-identical
+            np.testing.assert_array_equal(
+                layer["w"][m], params["layers"][index]["w"][m]
+            )
