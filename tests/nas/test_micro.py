@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nas import controller as controller_lib
-from nas import micro_supernet, networks
+from nas import micro_ops, micro_supernet, networks
 from nas import search_space as space_lib
 from nas import supernet as macro_supernet
 
@@ -136,20 +136,24 @@ def _supernet_outputs():
             )
             for arch in ARCHS
         ]
-        mask = micro_supernet.apply(params, NET, jnp.asarray(ARCHS[0]), x, "mask")
-        return alone, mask
+        others = [  # the default is "switch"
+            micro_supernet.apply(params, NET, jnp.asarray(ARCHS[0]), x, select)
+            for select in ("mask", "kernel")
+        ]
+        return alone, others
 
     shared = [apply(params, jnp.asarray(a), x) for a in ARCHS]
     return params, shared, references(params, x)
 
 
 def test_micro_supernet_with_a_fixed_arch_equals_the_standalone_child():
-    params, shared, (alone, mask) = _supernet_outputs()
+    params, shared, (alone, others) = _supernet_outputs()
     chex.assert_shape(shared, [(4, 5)] * len(ARCHS))
     assert not np.allclose(shared[0], shared[1])  # the arch matters
     for logits, reference_logits in zip(shared, alone, strict=True):
         np.testing.assert_allclose(logits, reference_logits, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(shared[0], mask, rtol=1e-4, atol=1e-4)
+    for logits in others:  # the "mask" and "kernel" selections agree
+        np.testing.assert_allclose(shared[0], logits, rtol=1e-4, atol=1e-4)
     child = micro_supernet.derive(params, NET, ARCHS[0])
     num = lambda t: sum(np.size(v) for v in jax.tree.leaves(t))  # noqa: E731
     assert num(child) < num(params) / 3
@@ -173,3 +177,19 @@ def test_networks_dispatches_on_the_space_and_resizes_micro_depth_only():
     assert (bigger.width, bigger.num_layers) == (8, 3)
     wider = networks.resized(macro, width=8, layers=3)
     assert wider.width == 8 and wider == networks.resized(macro, width=8)
+
+
+def test_hand_written_depthwise_gradient_equals_autodiff():
+    # the supernet's depthwise conv has a hand-written VJP (canonical convs only)
+    for size in (3, 5):
+        x = jax.random.normal(jax.random.key(size), (2, 6, 5, 3))
+        depth = jax.random.normal(jax.random.key(size + 1), (size, size, 1, 3))
+        probe = jax.random.normal(jax.random.key(size + 2), (2, 6, 5, 3))
+
+        def loss(conv, x, depth, probe=probe):
+            return jnp.sum(jnp.tanh(conv(x, depth)) * probe)
+
+        mine = jax.grad(loss, argnums=(1, 2))(micro_ops.depthwise, x, depth)
+        ref = jax.grad(loss, argnums=(1, 2))(macro_supernet.depthwise_conv, x, depth)
+        for a, b in zip(mine, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
