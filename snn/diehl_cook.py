@@ -10,10 +10,18 @@ excitatory LIF neurons through plastic weights; each excitatory neuron excites
 one inhibitory neuron that inhibits all other excitatory ones (winner-take-all).
 Excitatory thresholds adapt (+theta_plus per spike, decaying with a 1e7 ms time
 constant while learning), and before each image each neuron's input weights are
-rescaled to sum to 78. As in the authors' code, an excitatory neuron may fire
-again only when its `timer` (reset to 0 at a spike, growing at 0.1 ms per ms)
-exceeds `refrac_e`: 50 ms between its spikes, although its membrane integrates
-again after 5 ms. Learning is the paper's
+rescaled to sum to 78. An excitatory neuron is refractory (membrane held at
+reset, no spike) for 5 ms after a spike. The authors' Brian 1 code also gates
+the threshold with a `timer` (`dtimer/dt = 100.0 : ms`, reset to 0 at a spike,
+`timer > refrac_e`); it runs with `brian_no_units`, so the timer grows 100 s
+per s and re-enables firing 0.05 ms (one step) after a spike: the gate adds
+nothing to the 5 ms refractory period. (Brian 2 ports that write
+`dtimer/dt = 0.1 : second`, e.g. Brian 2's own `Diehl_Cook_2015.py` example,
+turn it into a 50 ms lockout, which weakens the potentiation below: post2 has
+decayed below 0.29 by a neuron's next spike.) `timer_rate` keeps both readings
+selectable. Conductances decay exactly per step by default;
+`conductance_decay="euler"` uses Brian 1's forward Euler (ge *= 1 - dt/tau).
+Learning is the paper's
 nearest-spike STDP with a second post trace: on a pre spike w -= nu_pre * post1;
 on a post spike w += nu_post * pre * post2 (value before the spike). If an image
 gives fewer than 5 excitatory spikes it is shown again 32 Hz brighter. After
@@ -50,7 +58,8 @@ class DiehlCook:
     offset_e: float = 20.0
     tau_e: float = 100.0
     refrac_e: float = 5.0
-    timer_rate: float = 0.1  # the authors' `dtimer/dt = 0.1`: 50 ms between spikes
+    # the authors' `dtimer/dt = 100.0` (ms per ms): lockout refrac_e / 100
+    timer_rate: float = 100.0
     v_rest_i: float = -60.0
     v_reset_i: float = -45.0
     v_thresh_i: float = -40.0
@@ -58,6 +67,7 @@ class DiehlCook:
     refrac_i: float = 2.0
     tau_ge: float = 1.0
     tau_gi: float = 2.0
+    conductance_decay: str = "exact"  # or "euler": ge *= 1 - dt / tau (Brian 1)
     w_ei: float = 10.4
     w_ie: float = 17.0
     theta_plus: float = 0.05
@@ -126,6 +136,8 @@ def simulate(model, weights, theta, pre_spikes, learn, max_active=MAX_ACTIVE):
         name: jnp.exp(-dt / getattr(model, name))
         for name in ("tau_ge", "tau_gi", "tau_pre", "tau_post1", "tau_post2")
     }
+    if model.conductance_decay == "euler":
+        decay.update(tau_ge=1 - dt / model.tau_ge, tau_gi=1 - dt / model.tau_gi)
     lateral = model.w_ie * (1.0 - jnp.eye(n))
     zeros = jnp.zeros(n)
     carry = dict(
@@ -249,18 +261,20 @@ def make_train_step(model: DiehlCook):
         def one(carry, inputs):
             weights, theta = carry
             image, index = inputs
-            weights, theta, _ = show(
+            weights, theta, counts = show(
                 model, weights, theta, jax.random.fold_in(key, index), image, True
             )
-            return (weights, theta), None
+            return (weights, theta), counts.sum()
 
         images = batch["image"].reshape(-1, model.num_inputs).astype(jnp.float32)
-        (weights, theta), _ = jax.lax.scan(
+        (weights, theta), spikes = jax.lax.scan(
             one, (state.weights, state.theta), (images, jnp.arange(len(images)))
         )
         metrics = {
             "train/mean_theta": theta.mean(),
+            "train/max_theta": theta.max(),
             "train/mean_weight": weights.mean(),
+            "train/spikes_per_image": spikes.mean(),  # of the last presentation
         }
         return DiehlCookState(weights, theta, state.step + 1), metrics
 

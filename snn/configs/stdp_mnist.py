@@ -27,6 +27,11 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.num_neurons = 100
     config.dt = 0.5  # ms
     config.presentation_ms = 350.0
+    # the authors' Brian 1 `dtimer/dt = 100.0 : ms` (SI: 100 s per s), so the
+    # timer re-enables firing 0.05 ms after a spike: only the 5 ms refractory
+    config.timer_rate = 100.0
+    config.tau_theta = 1e7  # ms, threshold decay while learning
+    config.conductance_decay = "exact"  # or "euler" (Brian 1's integration)
     config.num_epochs = 1
     config.train_examples = 0  # 0 = all 60,000
     config.label_examples = 10000  # first training images, for neuron labels

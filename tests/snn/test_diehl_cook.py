@@ -1,10 +1,14 @@
 """Diehl & Cook network: labelling by hand, learning on/off, smoke run."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from shared import config as config_lib
+from shared.errors import ConfigError
 from snn import diehl_cook, stdp_train
 from snn.configs import stdp_mnist
 
@@ -60,7 +64,7 @@ def test_stdp_mnist_smoke_end_to_end(tmp_path):
     assert jax.numpy.isfinite(summary["mean_test_spikes_per_image"])
 
 
-def numpy_reference(model, weights, theta, pre_spikes, timer_rate=0.1):
+def numpy_reference(model, weights, theta, pre_spikes):
     """The dense per-step rule (every weight updated and clipped each step)."""
     n, dt = model.num_neurons, model.dt
     decay = {k: np.exp(-dt / getattr(model, k)) for k in ("tau_ge", "tau_gi")}
@@ -69,14 +73,14 @@ def numpy_reference(model, weights, theta, pre_spikes, timer_rate=0.1):
     w, theta = np.array(weights, np.float64), np.array(theta, np.float64)
     v_e, v_i = np.full(n, model.v_rest_e), np.full(n, model.v_rest_i)
     ge_e, gi_e, ge_i, rest_e, rest_i = (np.zeros(n) for _ in range(5))
-    timer = np.full(n, 15.0)  # ms of `timer` after the 150 ms rest
+    timer = np.full(n, model.timer_rate * 150.0)  # `timer` after the 150 ms rest
     pre, post1, post2, count = np.zeros(len(w)), np.zeros(n), np.zeros(n), np.zeros(n)
     for spiked in np.asarray(pre_spikes, np.float64):
         ge_e = ge_e + spiked @ w
         i_e = ge_e * -v_e + gi_e * (-100.0 - v_e)
         on_e, on_i = rest_e <= 0, rest_i <= 0
         v_e = np.where(on_e, v_e + dt * (model.v_rest_e - v_e + i_e) / model.tau_e, v_e)
-        timer = timer + timer_rate * dt
+        timer = timer + model.timer_rate * dt
         s_e = (v_e > model.v_thresh_e + theta - model.offset_e) & on_e & (timer > 5)
         v_e[s_e] = model.v_reset_e
         timer[s_e] = 0.0
@@ -123,8 +127,36 @@ def test_event_driven_stdp_equals_dense_numpy_loop(key):
     steps = np.asarray(pre_spikes).sum(1)
     assert (steps <= 2).any() and (steps > 2).any()  # both paths taken
     np.testing.assert_array_equal(counts, ref_counts)
-    # the 50 ms lockout of the authors' `timer` mattered in this run
-    no_lockout = numpy_reference(model, weights, theta, pre_spikes, timer_rate=1.0)
-    assert no_lockout[2].sum() > ref_counts.sum()
     np.testing.assert_allclose(th, ref_theta, rtol=1e-6)
     np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-6)
+
+
+def test_refractory_period_is_5_ms_not_a_50_ms_lockout():
+    """One neuron driven to cross threshold in one step (+52 mV) fires as
+    soon as its 5 ms refractory period ends: at steps 0, 11, 22, ..., 198 of
+    a 200-step (100 ms) run at dt 0.5 ms, 19 spikes. The authors' Brian 1
+    `timer` (100 ms per ms) gates nothing more; read as 0.1 ms per ms (Brian 2
+    ports) it is a 50 ms lockout: spikes at steps 0 and 101 only."""
+    model = diehl_cook.DiehlCook(num_neurons=1, num_inputs=16)
+    weights, theta = jnp.full((16, 1), 10.0), jnp.full((1,), model.theta_init)
+    pre_spikes = jnp.ones((200, 16), bool)
+    lockout = dataclasses.replace(model, timer_rate=0.1)
+
+    @jax.jit
+    def counts():
+        return [
+            diehl_cook.simulate(m, weights, theta, pre_spikes, False)[2]
+            for m in (model, lockout)
+        ]
+
+    brian1, brian2_port = counts()
+    np.testing.assert_array_equal(brian1, [19.0])
+    np.testing.assert_array_equal(brian2_port, [2.0])
+
+
+def test_bad_timer_rate_or_conductance_decay_names_the_field():
+    for field, value in (("timer_rate", 0.0), ("conductance_decay", "rk4")):
+        config = stdp_mnist.get_config("smoke")
+        config[field] = value
+        with pytest.raises(ConfigError, match=f"config.{field}"):
+            stdp_train.validate_config(config)
