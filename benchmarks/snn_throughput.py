@@ -37,6 +37,7 @@ import optax
 from absl import app, flags
 
 from snn import encoding, network, neurons, surrogate
+from snn import layers as layers_lib
 
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
@@ -135,14 +136,14 @@ def plain_loss(net):
         def body(membranes, x):
             new = []
             for i, layer in enumerate(net.layers):
-                x = network._weighted(layer, params["layers"][i], x)
+                x = layers_lib.weighted(layer, params["layers"][i], x)
                 v = 0.9 * membranes[i] + x
                 s = spike(v - 1.0)
                 new.append(v - jax.lax.stop_gradient(s))
                 x = s
             return new, x
 
-        shapes = network.layer_shapes(net.layers, net.input_shape)
+        shapes = layers_lib.layer_shapes(net.layers, net.input_shape)
         init = [jnp.zeros((spikes.shape[1], *out)) for _, out in shapes]
         _, out = jax.lax.scan(body, init, spikes)
         return encoding.count_cross_entropy(out, labels)
@@ -190,7 +191,7 @@ def onb_rows():
     rows = []
     for remat in (False, True):
         net = network.Network(
-            network.mlp_layers((), 16384),
+            layers_lib.mlp_layers((), 16384),
             (16384,),
             LIF,
             remat=remat,
@@ -226,8 +227,8 @@ def onb_rows():
 def main(argv):
     del argv
     workloads = {
-        "mlp": (network.mlp_layers((256,)), (784,), 128),
-        "conv": (network.cnn_layers(), (28, 28, 1), 64),
+        "mlp": (layers_lib.mlp_layers((256,)), (784,), 128),
+        "conv": (layers_lib.cnn_layers(), (28, 28, 1), 64),
     }
     for name in _WORKLOADS.value:
         if name == "onb":

@@ -44,45 +44,10 @@ import jax
 import jax.numpy as jnp
 
 from shared.errors import ConfigError
+from snn import layers as layers_lib
 from snn import neurons as neurons_lib
 
 SCHEDULES = ("layer", "step")
-
-
-@dataclasses.dataclass(frozen=True)
-class Layer:
-    """A weighted layer: `kind` "dense" or "conv" (VALID, stride 1), then `pool`."""
-
-    kind: str
-    features: int
-    kernel: int = 0
-    pool: int = 1
-
-
-def mlp_layers(hidden: tuple[int, ...], num_classes: int = 10) -> tuple[Layer, ...]:
-    return tuple(Layer("dense", n) for n in (*hidden, num_classes))
-
-
-def cnn_layers(
-    channels: tuple[int, ...] = (12, 64), kernel: int = 5, num_classes: int = 10
-) -> tuple[Layer, ...]:
-    convs = tuple(Layer("conv", c, kernel, pool=2) for c in channels)
-    return (*convs, Layer("dense", num_classes))
-
-
-def layer_shapes(layers, input_shape) -> list[tuple[tuple[int, ...], tuple]]:
-    """[(input shape, output shape)] per layer, without batch/time axes."""
-    shapes, shape = [], tuple(input_shape)
-    for layer in layers:
-        if layer.kind == "dense":
-            out = (layer.features,)
-        else:
-            h, w, _ = shape
-            k, p = layer.kernel, layer.pool
-            out = ((h - k + 1) // p, (w - k + 1) // p, layer.features)
-        shapes.append((shape, out))
-        shape = out
-    return shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +55,7 @@ class Network:
     """Static description; `init` makes the parameters, `apply` runs it.
 
     Attributes:
-      layers: the weighted layers (see `mlp_layers`, `cnn_layers`).
+      layers: the weighted layers (see `layers.mlp_layers`, `layers.cnn_layers`).
       input_shape: one sample, e.g. (784,) or (28, 28, 1).
       neuron: hidden (and spiking readout) neuron, e.g. `neurons.LIF()`.
       readout: "spikes" (last layer is `neuron`) or "membrane" (leaky integrator).
@@ -111,7 +76,7 @@ class Network:
         order (tested).
     """
 
-    layers: tuple[Layer, ...]
+    layers: tuple[layers_lib.Layer, ...]
     input_shape: tuple[int, ...]
     neuron: neurons_lib.LIF = neurons_lib.LIF()
     readout: str = "spikes"
@@ -150,7 +115,9 @@ class Network:
         params = {"layers": [], "neurons": []}
         shapes = []
         for layer, (shape_in, _) in zip(
-            self.layers, layer_shapes(self.layers, self.input_shape), strict=True
+            self.layers,
+            layers_lib.layer_shapes(self.layers, self.input_shape),
+            strict=True,
         ):
             if layer.kind == "dense":
                 w_shape = (math.prod(shape_in), layer.features)
@@ -194,10 +161,12 @@ class Network:
             return self._apply_per_step(params, inputs)
         lead = inputs.shape[: inputs.ndim - len(self.input_shape)]
         x, layer_inputs = inputs, []
-        shapes = layer_shapes(self.layers, self.input_shape)
+        shapes = layers_lib.layer_shapes(self.layers, self.input_shape)
         for index, layer in enumerate(self.layers):
             layer_inputs.append(x)
-            weighted = functools.partial(_weighted, layer, params["layers"][index])
+            weighted = functools.partial(
+                layers_lib.weighted, layer, params["layers"][index]
+            )
             if self.spiking and layer.kind == "dense" and self.dense_in_scan:
                 spikes, membrane = run_neuron(
                     self.neuron_at(index),
@@ -212,8 +181,12 @@ class Network:
                 continue
             depth = layer.kernel**2 * shapes[index][0][-1]
             if layer.kind == "conv" and depth < self.im2col_below:
-                weighted = functools.partial(_as_matmul, layer, params["layers"][index])
-            x = chunked(weighted, x.reshape(-1, *x.shape[len(lead) :]), self.chunk)
+                weighted = functools.partial(
+                    layers_lib.as_matmul, layer, params["layers"][index]
+                )
+            x = layers_lib.chunked(
+                weighted, x.reshape(-1, *x.shape[len(lead) :]), self.chunk
+            )
             x = x.reshape(*lead, *x.shape[1:])
             last = index == len(self.layers) - 1
             if not self.spiking:
@@ -246,7 +219,7 @@ class Network:
             new_states, layer_inputs = [], []
             for index, layer in enumerate(self.layers):
                 layer_inputs.append(x)
-                current = _weighted(layer, params["layers"][index], x)
+                current = layers_lib.weighted(layer, params["layers"][index], x)
                 state, x = self.neuron_at(index).step(
                     params["neurons"][index], states[index], current
                 )
@@ -259,7 +232,7 @@ class Network:
         states = [
             self.neuron_at(index).init_state((batch, *out), inputs.dtype)
             for index, (_, out) in enumerate(
-                layer_shapes(self.layers, self.input_shape)
+                layers_lib.layer_shapes(self.layers, self.input_shape)
             )
         ]
         steps = jnp.arange(inputs.shape[0])
@@ -269,59 +242,6 @@ class Network:
             "membrane": membrane,
             "layer_inputs": [inputs, *hidden],
         }
-
-
-def chunked(fn, x: jax.Array, size: int) -> jax.Array:
-    """`fn(x)` as unrolled calls on pieces of `size` rows (0 = one call).
-
-    `fn` must treat rows independently (a layer on a batch). `jnp.split`'s
-    transpose is a concatenate, so the backward pass is chunked too.
-    """
-    n = x.shape[0]
-    if not size or size >= n:
-        return fn(x)
-    return jnp.concatenate([fn(p) for p in jnp.split(x, list(range(size, n, size)))])
-
-
-def _weighted(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
-    """The stateless part of a layer on a batch (N, ...)."""
-    if layer.kind == "dense":
-        return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
-    x = jax.lax.conv_general_dilated(
-        x, params["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    return _pool(layer, x + params["b"])
-
-
-def patches(x: jax.Array, kernel: int) -> jax.Array:
-    """im2col: (N, H, W, C) -> (N, H-k+1, W-k+1, k*k*C), ordered like HWIO.
-
-    `patches(x, k) @ w.reshape(-1, O)` is the VALID, stride-1 convolution.
-    """
-    _, h, w, _ = x.shape
-    out_h, out_w = h - kernel + 1, w - kernel + 1
-    shifted = [
-        x[:, i : i + out_h, j : j + out_w, :]
-        for i in range(kernel)
-        for j in range(kernel)
-    ]
-    return jnp.concatenate(shifted, axis=-1)
-
-
-def _as_matmul(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
-    """`_weighted` for a conv layer as `patches` x matmul, then bias and pool."""
-    weights = params["w"].reshape(-1, params["w"].shape[-1])
-    return _pool(layer, patches(x, layer.kernel) @ weights + params["b"])
-
-
-def _pool(layer: Layer, x: jax.Array) -> jax.Array:
-    """Max-pool by reshape and max (its backward is 1.5x faster on XLA:CPU than
-    `reduce_window`'s select-and-scatter, ../shared/PERF-NOTES.md)."""
-    if layer.pool > 1:
-        n, h, w, c = x.shape
-        p = layer.pool
-        x = x.reshape(n, h // p, p, w // p, p, c).max(axis=(2, 4))
-    return x
 
 
 def run_neuron(

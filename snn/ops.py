@@ -26,6 +26,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from snn import layers as layers_lib
 from snn import network as network_lib
 
 ENERGY_PJ = {"add": 0.9, "mult": 3.7}  # Horowitz 2014, 45 nm, fp32
@@ -33,7 +34,7 @@ ENERGY_AC_PJ = ENERGY_PJ["add"]
 ENERGY_MAC_PJ = ENERGY_PJ["add"] + ENERGY_PJ["mult"]
 
 
-def fan_out(layer: network_lib.Layer, shape_in: tuple[int, ...]) -> np.ndarray:
+def fan_out(layer: layers_lib.Layer, shape_in: tuple[int, ...]) -> np.ndarray:
     """Targets of each input unit, shaped like one input sample."""
     if layer.kind == "dense":
         return np.full(shape_in, layer.features, np.int64)
@@ -52,7 +53,7 @@ def dense_macs(net: network_lib.Network) -> list[int]:
     """MACs per sample of each layer of the equivalent ANN."""
     out = []
     for layer, (shape_in, _) in zip(
-        net.layers, network_lib.layer_shapes(net.layers, net.input_shape), strict=True
+        net.layers, layers_lib.layer_shapes(net.layers, net.input_shape), strict=True
     ):
         if layer.kind == "dense":
             out.append(math.prod(shape_in) * layer.features)
@@ -74,7 +75,7 @@ def synaptic_ops(net: network_lib.Network, layer_inputs) -> list[jnp.ndarray]:
       One scalar per layer: mean over the batch of sum(spikes * fan_out).
     """
     out = []
-    shapes = network_lib.layer_shapes(net.layers, net.input_shape)
+    shapes = layers_lib.layer_shapes(net.layers, net.input_shape)
     for layer, (shape_in, _), spikes in zip(
         net.layers, shapes, layer_inputs, strict=True
     ):
@@ -86,7 +87,7 @@ def synaptic_ops(net: network_lib.Network, layer_inputs) -> list[jnp.ndarray]:
 
 def neuron_updates(net: network_lib.Network, num_steps: int) -> int:
     """Membrane updates per sample: every neuron, every step."""
-    shapes = network_lib.layer_shapes(net.layers, net.input_shape)
+    shapes = layers_lib.layer_shapes(net.layers, net.input_shape)
     return num_steps * sum(math.prod(out) for _, out in shapes)
 
 

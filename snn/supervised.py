@@ -20,6 +20,7 @@ import optax
 
 from shared.errors import ConfigError
 from snn import encoding
+from snn import layers as layers_lib
 from snn import network as network_lib
 from snn import neurons as neurons_lib
 
@@ -60,10 +61,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def make_network(config: ml_collections.ConfigDict) -> network_lib.Network:
     if config.model == "mlp":
-        layers = network_lib.mlp_layers(tuple(config.hidden), config.num_classes)
+        layers = layers_lib.mlp_layers(tuple(config.hidden), config.num_classes)
         input_shape = (784,)
     else:
-        layers = network_lib.cnn_layers(tuple(config.channels), 5, config.num_classes)
+        layers = layers_lib.cnn_layers(tuple(config.channels), 5, config.num_classes)
         input_shape = (28, 28, 1)
     neuron = neurons_lib.make_neuron(
         config.neuron,

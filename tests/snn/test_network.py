@@ -14,6 +14,7 @@ import pytest
 
 from shared.errors import ConfigError
 from snn import encoding, network, neurons
+from snn import layers as layers_lib
 
 T, B = 5, 2
 NEURON = neurons.LIF(beta=0.8, threshold=0.5)
@@ -23,13 +24,15 @@ def python_loop(net, params, inputs):
     """Every layer advanced one step at a time, as a naive simulator does."""
     states = [
         net.neuron_at(i).init_state((B, *out))
-        for i, (_, out) in enumerate(network.layer_shapes(net.layers, net.input_shape))
+        for i, (_, out) in enumerate(
+            layers_lib.layer_shapes(net.layers, net.input_shape)
+        )
     ]
     out_spikes, out_membrane = [], []
     for t in range(inputs.shape[0]):
         x = inputs[t]
         for i, layer in enumerate(net.layers):
-            current = network._weighted(layer, params["layers"][i], x)
+            current = layers_lib.weighted(layer, params["layers"][i], x)
             states[i], x = net.neuron_at(i).step(
                 params["neurons"][i], states[i], current
             )
@@ -82,7 +85,7 @@ def check_variants(variants, key, grads=True, loop=True):
 
 
 def test_mlp_schedules_equal_python_loop(key):
-    net = network.Network(network.mlp_layers((8, 8), 3), (6,), NEURON)
+    net = network.Network(layers_lib.mlp_layers((8, 8), 3), (6,), NEURON)
     variants = [
         net,
         dataclasses.replace(net, dense_in_scan=False),
@@ -98,7 +101,7 @@ def test_cnn_schedules_equal_loop_and_gradients(key):
 
     The step schedule is itself checked against the Python loop on the MLP.
     """
-    layers = network.cnn_layers((2, 3), kernel=3, num_classes=3)
+    layers = layers_lib.cnn_layers((2, 3), kernel=3, num_classes=3)
     net = network.Network(layers, (14, 14, 1), NEURON, readout="membrane", chunk=0)
     step_net = dataclasses.replace(net, schedule="step")
     # T*B = 10 frames in unrolled pieces of 3, 3, 3, 1: same spikes and grads;
@@ -115,7 +118,7 @@ def test_patches_matmul_equals_lax_conv_values_and_gradients(key):
     w = jax.random.normal(key_w, (3, 3, 3, 4))
 
     def by_patches(x, w):
-        return network.patches(x, 3) @ w.reshape(-1, 4)
+        return layers_lib.patches(x, 3) @ w.reshape(-1, 4)
 
     def by_conv(x, w):
         dims = ("NHWC", "HWIO", "NHWC")
@@ -139,7 +142,7 @@ def test_patches_matmul_equals_lax_conv_values_and_gradients(key):
 
 
 def test_remat_same_gradient_truncate_cuts_it(key):
-    net = network.Network(network.mlp_layers((8,), 3), (6,), NEURON)
+    net = network.Network(layers_lib.mlp_layers((8,), 3), (6,), NEURON)
     params = jax.jit(net.init)(key)
     inputs = spikes_in(jax.random.fold_in(key, 1), (6,))
     variants = {
@@ -174,27 +177,27 @@ def test_remat_same_gradient_truncate_cuts_it(key):
 
 def test_unknown_schedule_is_named():
     with pytest.raises(ConfigError, match="schedule"):
-        network.Network(network.mlp_layers((8,), 3), (6,), schedule="time")
+        network.Network(layers_lib.mlp_layers((8,), 3), (6,), schedule="time")
 
 
 def test_negative_chunk_is_named():
     with pytest.raises(ConfigError, match="config.chunk"):
-        network.Network(network.mlp_layers((8,), 3), (6,), chunk=-1)
+        network.Network(layers_lib.mlp_layers((8,), 3), (6,), chunk=-1)
     with pytest.raises(ConfigError, match="config.im2col_below"):
-        network.Network(network.mlp_layers((8,), 3), (6,), im2col_below=-1)
+        network.Network(layers_lib.mlp_layers((8,), 3), (6,), im2col_below=-1)
 
 
 def test_chunked_calls_equal_one_call():
     """Pieces of 3 rows (the last one short) concatenate to the whole call."""
     x = np.arange(20.0).reshape(10, 2)
     pieces = []
-    out = network.chunked(lambda p: pieces.append(len(p)) or p * 2.0, x, 3)
+    out = layers_lib.chunked(lambda p: pieces.append(len(p)) or p * 2.0, x, 3)
     np.testing.assert_array_equal(out, x * 2.0)
     assert pieces == [3, 3, 3, 1]
 
 
 def test_ann_twin_is_a_relu_network(key):
-    net = network.Network(network.mlp_layers((8,), 3), (6,), spiking=False)
+    net = network.Network(layers_lib.mlp_layers((8,), 3), (6,), spiking=False)
     params = jax.jit(net.init)(key)
     x = np.random.default_rng(0).random((B, 6), np.float32)
     (l1, l2) = jax.tree.map(np.asarray, params["layers"])

@@ -3,13 +3,14 @@
 import jax
 import numpy as np
 
+from snn import layers as layers_lib
 from snn import network, ops
 
 SYNAPTIC_OPS = jax.jit(ops.synaptic_ops, static_argnums=0)  # one compile per net
 
 
 def test_conv_fan_out_matches_brute_force():
-    layer = network.Layer("conv", 2, kernel=3)
+    layer = layers_lib.Layer("conv", 2, kernel=3)
     h, w, c = 5, 4, 3
     brute = np.zeros((h, w, c), np.int64)
     for r in range(h - 2):
@@ -19,7 +20,7 @@ def test_conv_fan_out_matches_brute_force():
 
 
 def test_synops_by_hand_on_a_tiny_network():
-    net = network.Network(network.mlp_layers((2,), 4), (3,))
+    net = network.Network(layers_lib.mlp_layers((2,), 4), (3,))
     # sample 0: 3 input spikes; sample 1: 1; hidden spikes 2 and 0
     inputs, hidden = np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 2), np.float32)
     inputs[0, 0], inputs[1, 1, 2], hidden[1, 0] = 1.0, 1.0, 1.0
@@ -35,7 +36,7 @@ def test_synops_by_hand_on_a_tiny_network():
 
 def test_synops_equals_counted_accumulates_in_a_real_conv_run():
     """Each spike x fan-out == accumulates a sparse conv actually performs."""
-    layers = network.cnn_layers((2,), kernel=3, num_classes=3)
+    layers = layers_lib.cnn_layers((2,), kernel=3, num_classes=3)
     net = network.Network(layers, (6, 6, 1))
     rng = np.random.default_rng(0)
     inputs = (rng.random((4, 2, 6, 6, 1)) < 0.3).astype(np.float32)
@@ -49,7 +50,7 @@ def test_synops_equals_counted_accumulates_in_a_real_conv_run():
 
 
 def test_paper_architectures_mac_counts():
-    mlp = network.Network(network.mlp_layers((800,)), (784,))
+    mlp = network.Network(layers_lib.mlp_layers((800,)), (784,))
     assert ops.dense_macs(mlp) == [784 * 800, 800 * 10]
-    cnn = network.Network(network.cnn_layers(), (28, 28, 1))
+    cnn = network.Network(layers_lib.cnn_layers(), (28, 28, 1))
     assert ops.dense_macs(cnn) == [24 * 24 * 25 * 12, 8 * 8 * 25 * 12 * 64, 1024 * 10]
