@@ -8,8 +8,7 @@ fast-sigmoid slope 25):
   mlp   784 inputs over T=25, LIF 256, LIF 10, batch 128;
   conv  12C5-MP2-LIF-64C5-MP2-LIF-FC10-LIF on 28x28, T=25, batch 64.
 Each is timed four ways: through the library (`snn.network.Network`, layer by
-layer: convs on all T*B frames in unrolled chunks of `--chunk` frames, the
-1-channel first conv as patches x matmul with `--im2col_below=64`), dense
+layer: convs on all T*B frames in unrolled chunks of `--chunk` frames, dense
 matmuls per step in the neuron scan) and the same computation hand-written in
 plain JAX (`plain_jax`), to measure the abstraction's cost; then the library
 with `schedule="step"` (one scan over time through every layer, the
@@ -44,12 +43,6 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
 _WORKLOADS = flags.DEFINE_list("workloads", ["mlp", "conv"], "mlp, conv, onb.")
 _CHUNK = flags.DEFINE_integer(
     "chunk", 32, "Conv frames per unrolled call (Network.chunk; 0 = all T*B)."
-)
-_IM2COL_BELOW = flags.DEFINE_integer(
-    "im2col_below",
-    0,
-    "Convs with patch depth k*k*C_in below this run as patches x matmul "
-    "(Network.im2col_below; 0 = always lax.conv).",
 )
 _STEP_ROWS = flags.DEFINE_list(
     "step_rows",
@@ -89,23 +82,15 @@ def lif_scan(currents, weighted=None):
 
 def plain_layer_loss(net):
     """The library's fast path by hand: convs (+ 2x2 max-pool) on all T*B
-    frames in unrolled chunks of `--chunk` (shallow ones as patches x matmul),
-    dense matmuls per step in the LIF scan."""
+    frames in unrolled chunks of `--chunk`, dense matmuls per step in the LIF
+    scan."""
 
-    def conv_pool(w, b, x, as_patches):
-        if as_patches:
-            x = cut_patches(x, w.shape[0]) @ w.reshape(-1, w.shape[-1])
-        else:
-            x = jax.lax.conv_general_dilated(
-                x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
+    def conv_pool(w, b, x):
+        x = jax.lax.conv_general_dilated(
+            x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         n, h, width, c = x.shape
         return (x + b).reshape(n, h // 2, 2, width // 2, 2, c).max(axis=(2, 4))
-
-    def cut_patches(x, k):
-        h, width = x.shape[1] - k + 1, x.shape[2] - k + 1
-        cols = [x[:, i : i + h, j : j + width] for i in range(k) for j in range(k)]
-        return jnp.concatenate(cols, axis=-1)
 
     def loss(params, spikes, labels):
         x = spikes
@@ -116,10 +101,9 @@ def plain_layer_loss(net):
                 )
                 continue
             frames = x.reshape(-1, *x.shape[2:])
-            as_patches = layer.kernel**2 * frames.shape[-1] < _IM2COL_BELOW.value
             size = _CHUNK.value or len(frames)
             out = [
-                conv_pool(p["w"], p["b"], frames[i : i + size], as_patches)
+                conv_pool(p["w"], p["b"], frames[i : i + size])
                 for i in range(0, len(frames), size)
             ]
             x = lif_scan(jnp.concatenate(out).reshape(*x.shape[:2], *out[0].shape[1:]))
@@ -242,7 +226,6 @@ def main(argv):
             LIF,
             dense_in_scan=_DENSE_IN_SCAN.value,
             chunk=_CHUNK.value,
-            im2col_below=_IM2COL_BELOW.value,
         )
         step_net = dataclasses.replace(net, schedule="step")
         for impl, loss_fn in (
@@ -259,7 +242,6 @@ def main(argv):
                 "impl": impl,
                 "dense_in_scan": _DENSE_IN_SCAN.value,
                 "chunk": _CHUNK.value,
-                "im2col_below": _IM2COL_BELOW.value,
                 "samples_per_second": round(rate, 1),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,

@@ -5,8 +5,7 @@ neuron that follows it lives in `snn.network`, which applies these on all T*B
 frames at once (the layer schedule) or per time step. Speed notes measured on
 this CPU (../shared/PERF-NOTES.md): `chunked` splits the frames into unrolled
 pieces for cache blocking; `pool` max-pools by reshape (its backward is 1.5x
-faster than `reduce_window`'s); `as_matmul` runs a shallow conv as `patches`
-x matmul (im2col; off by default, measured no faster).
+faster than `reduce_window`'s).
 """
 
 from __future__ import annotations
@@ -73,27 +72,6 @@ def weighted(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
         x, params["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     return pool(layer, x + params["b"])
-
-
-def patches(x: jax.Array, kernel: int) -> jax.Array:
-    """im2col: (N, H, W, C) -> (N, H-k+1, W-k+1, k*k*C), ordered like HWIO.
-
-    `patches(x, k) @ w.reshape(-1, O)` is the VALID, stride-1 convolution.
-    """
-    _, h, w, _ = x.shape
-    out_h, out_w = h - kernel + 1, w - kernel + 1
-    shifted = [
-        x[:, i : i + out_h, j : j + out_w, :]
-        for i in range(kernel)
-        for j in range(kernel)
-    ]
-    return jnp.concatenate(shifted, axis=-1)
-
-
-def as_matmul(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
-    """`weighted` for a conv layer as `patches` x matmul, then bias and pool."""
-    weights = params["w"].reshape(-1, params["w"].shape[-1])
-    return pool(layer, patches(x, layer.kernel) @ weights + params["b"])
 
 
 def pool(layer: Layer, x: jax.Array) -> jax.Array:

@@ -14,11 +14,8 @@ slower on XLA:CPU than outside, so the network runs layer by layer: a conv
 layer (conv, max-pool) is applied to all T frames at once, and only the neuron
 state is scanned over time. The T*B frames go through the conv in unrolled
 pieces of `chunk` frames (cache blocking: one conv on 1,600 frames ran 2.7x
-slower per frame than 50 convs on 32, SNN-CONV 45 vs 122 samples/s). A conv
-with a shallow patch (k*k*C_in < `im2col_below`, e.g. the 1-channel first
-layer: 25) can run as patches x matmul instead, chunk by chunk; it is off by
-default because it measured no faster than `lax.conv` here (SNN-CONV 106.5 vs
-112.7 samples/s, with 2.2x the peak memory; snn/README.md). Dense
+slower per frame than 50 convs on 32, SNN-CONV 45 vs 122 samples/s; the
+1-channel conv as im2col x matmul measured no faster, snn/README.md). Dense
 layers are the opposite: one (T*B, 784) x (784, 256) matmul fell out of the
 2 MB L2 cache and its weight gradient took 66 ms against 28 ms for T per-step
 (B, 784) matmuls in a scan, so by default (`dense_in_scan`) a dense layer's matmul
@@ -70,10 +67,6 @@ class Network:
       chunk: in the layer schedule, frames per call of a layer applied to all
         T*B frames (conv layers; dense ones with `dense_in_scan=False`); the
         calls are unrolled inside the jit. 0 = one call. Same numbers either way.
-      im2col_below: a conv whose patch depth k*k*C_in is below this runs as
-        patches x matmul (the layer schedule; 0 = always `lax.conv`, the
-        default: no faster on this CPU). Same numbers up to float summation
-        order (tested).
     """
 
     layers: tuple[layers_lib.Layer, ...]
@@ -86,7 +79,6 @@ class Network:
     dense_in_scan: bool = True
     schedule: str = "layer"
     chunk: int = 32
-    im2col_below: int = 0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -94,12 +86,11 @@ class Network:
                 f"unknown schedule {self.schedule!r}; set --config.schedule to one "
                 f"of {SCHEDULES}."
             )
-        for name in ("chunk", "im2col_below"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"{name}={getattr(self, name)} must be >= 0 (0 = off); set "
-                    f"--config.{name}."
-                )
+        if self.chunk < 0:
+            raise ConfigError(
+                f"chunk={self.chunk} must be >= 0 (0 = no chunking); set "
+                "--config.chunk."
+            )
 
     def neuron_at(self, index: int):
         if index == len(self.layers) - 1 and self.readout == "membrane":
@@ -161,7 +152,6 @@ class Network:
             return self._apply_per_step(params, inputs)
         lead = inputs.shape[: inputs.ndim - len(self.input_shape)]
         x, layer_inputs = inputs, []
-        shapes = layers_lib.layer_shapes(self.layers, self.input_shape)
         for index, layer in enumerate(self.layers):
             layer_inputs.append(x)
             weighted = functools.partial(
@@ -179,11 +169,6 @@ class Network:
                 )
                 x = spikes
                 continue
-            depth = layer.kernel**2 * shapes[index][0][-1]
-            if layer.kind == "conv" and depth < self.im2col_below:
-                weighted = functools.partial(
-                    layers_lib.as_matmul, layer, params["layers"][index]
-                )
             x = layers_lib.chunked(
                 weighted, x.reshape(-1, *x.shape[len(lead) :]), self.chunk
             )

@@ -33,12 +33,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config.num_neurons must be >= 1.")
     if config.dt <= 0:
         raise ConfigError(f"config.dt={config.dt} must be > 0 (ms).")
-    if config.get("timer_rate", 1.0) <= 0:
+    if config.timer_rate <= 0:
         raise ConfigError(
             f"config.timer_rate={config.timer_rate} must be > 0 (100 = the authors' "
             "Brian 1 code, 0.1 = the 50 ms lockout of Brian 2 ports)."
         )
-    if config.get("conductance_decay", "exact") not in ("exact", "euler"):
+    if config.conductance_decay not in ("exact", "euler"):
         raise ConfigError(
             f"config.conductance_decay={config.conductance_decay!r}; use 'exact' "
             "or 'euler'."
@@ -69,11 +69,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         num_neurons=config.num_neurons,
         dt=config.dt,
         presentation_ms=config.presentation_ms,
-        timer_rate=config.get("timer_rate", diehl_cook.DiehlCook.timer_rate),
-        tau_theta=config.get("tau_theta", diehl_cook.DiehlCook.tau_theta),
-        conductance_decay=config.get(
-            "conductance_decay", diehl_cook.DiehlCook.conductance_decay
-        ),
+        timer_rate=config.timer_rate,
+        tau_theta=config.tau_theta,
+        conductance_decay=config.conductance_decay,
     )
     key_init, key_train, key_label, key_test = jax.random.split(
         jax.random.key(config.seed), 4

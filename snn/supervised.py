@@ -87,7 +87,6 @@ def make_network(config: ml_collections.ConfigDict) -> network_lib.Network:
         truncate=config.truncate,
         schedule=config.schedule,
         chunk=config.chunk,
-        im2col_below=config.im2col_below,
     )
 
 

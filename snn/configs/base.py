@@ -32,7 +32,6 @@ def base_config() -> ml_collections.ConfigDict:
     config.truncate = 0  # truncated BPTT window (0 = full BPTT)
     config.schedule = "layer"  # layer: each layer over all T | step: one time scan
     config.chunk = 32  # layer schedule: conv frames per unrolled call (0 = all)
-    config.im2col_below = 0  # convs with k*k*C_in below this: patches x matmul
     config.learning_rate = 1e-3
     config.cosine_decay = False  # cosine decay of the learning rate to 0
     config.batch_size = 128

@@ -104,41 +104,10 @@ def test_cnn_schedules_equal_loop_and_gradients(key):
     layers = layers_lib.cnn_layers((2, 3), kernel=3, num_classes=3)
     net = network.Network(layers, (14, 14, 1), NEURON, readout="membrane", chunk=0)
     step_net = dataclasses.replace(net, schedule="step")
-    # T*B = 10 frames in unrolled pieces of 3, 3, 3, 1: same spikes and grads;
-    # `patched` runs both convs (patch depths 9, 18) as patches x matmul
+    # T*B = 10 frames in unrolled pieces of 3, 3, 3, 1: same spikes and grads
     chunked = dataclasses.replace(net, chunk=3)
-    patched = dataclasses.replace(net, chunk=3, im2col_below=64)
-    out = check_variants([net, step_net, chunked, patched], key, loop=False)
+    out = check_variants([net, step_net, chunked], key, loop=False)
     chex.assert_shape(out["layer_inputs"][2], (T, B, 2, 2, 3))
-
-
-def test_patches_matmul_equals_lax_conv_values_and_gradients(key):
-    key_x, key_w, key_g = jax.random.split(key, 3)
-    x = jax.random.normal(key_x, (2, 7, 6, 3))
-    w = jax.random.normal(key_w, (3, 3, 3, 4))
-
-    def by_patches(x, w):
-        return layers_lib.patches(x, 3) @ w.reshape(-1, 4)
-
-    def by_conv(x, w):
-        dims = ("NHWC", "HWIO", "NHWC")
-        return jax.lax.conv_general_dilated(
-            x, w, (1, 1), "VALID", dimension_numbers=dims
-        )
-
-    @jax.jit
-    def both(x, w, cotangent):
-        outs = [jax.vjp(f, x, w) for f in (by_patches, by_conv)]
-        return [(out, vjp(cotangent)) for out, vjp in outs]
-
-    cotangent = jax.random.normal(key_g, (2, 5, 4, 4))
-    (out, grads), (ref, ref_grads) = both(x, w, cotangent)
-    chex.assert_shape(out, (2, 5, 4, 4))
-    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
-    chex.assert_trees_all_close(grads, ref_grads, rtol=1e-5, atol=1e-5)
-    # one output by hand: the 3x3x3 window at (row 1, col 2) times the kernel
-    hand = np.einsum("hwc,hwco->o", np.asarray(x)[0, 1:4, 2:5], np.asarray(w))
-    np.testing.assert_allclose(out[0, 1, 2], hand, rtol=1e-5, atol=1e-5)
 
 
 def test_remat_same_gradient_truncate_cuts_it(key):
@@ -183,8 +152,6 @@ def test_unknown_schedule_is_named():
 def test_negative_chunk_is_named():
     with pytest.raises(ConfigError, match="config.chunk"):
         network.Network(layers_lib.mlp_layers((8,), 3), (6,), chunk=-1)
-    with pytest.raises(ConfigError, match="config.im2col_below"):
-        network.Network(layers_lib.mlp_layers((8,), 3), (6,), im2col_below=-1)
 
 
 def test_chunked_calls_equal_one_call():
