@@ -108,7 +108,12 @@ def make_learner(config: ml_collections.ConfigDict):
     )
     if config.learner == "protonet":
         return protonets.ProtoNet(**common)
-    return matching.MatchingNet(fce=config.fce, fce_steps=config.fce_steps, **common)
+    return matching.MatchingNet(
+        fce=config.fce,
+        fce_steps=config.fce_steps,
+        similarity=config.similarity,
+        **common,
+    )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:

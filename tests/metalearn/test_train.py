@@ -45,6 +45,9 @@ def test_configs_build_their_learners():
     learner = train.make_learner(config)
     assert isinstance(learner, matching.MatchingNet)
     assert (learner.hidden, learner.depth, learner.fce) == (8, 2, False)
+    assert learner.similarity == config.similarity == "support_normalized"
+    config.similarity = "l2"  # the field reaches the learner
+    assert train.make_learner(config).similarity == "l2"
     config = omniglot_maml.get_config("paper_20w5s")
     learner = train.make_learner(config)
     assert (learner.n_way, learner.inner_lr, learner.train_steps) == (20, 0.1, 5)
