@@ -23,17 +23,21 @@ enas):
   head: ReLU, global average pool, dense.
 
 `apply(params, config, arch, x)` takes the architecture as a traced int array:
-one compile serves every child. Each branch gathers its input and weights by
-the traced index; with `select="switch"` (default) a `lax.switch` on the op
-runs only the chosen op, forward and backward. Inside a switch branch XLA:CPU
-does not canonicalize autodiff's transposed convs (it does in the entry
-computation) and runs them 10-30x slower, so there the depthwise conv has a
-hand-written VJP (canonical convs only) and the pointwise conv is a matmul.
+one compile serves every child. Each branch picks its input node by a one-hot
+sum and its weights by the traced index; with `select="switch"` (default)
+`micro_switch.switch_op` runs only the chosen op, forward and backward: a
+`lax.switch` with a hand-written VJP that saves two activations per separable
+conv (autodiff's switch saved 13 and made every pool / identity branch write
+and copy 13 arrays of zeros) and uses canonical convs only (XLA:CPU runs
+autodiff's transposed convs 10-30x slower inside a conditional).
 `select="kernel"` gathers the chosen conv as one dense 5x5 kernel and computes
 both pools every branch; `select="mask"` runs every op and keeps one.
 benchmarks/nas_throughput.py (3 layers, B=5, width 8, batch 64 of 14x14,
-forward + backward + SGD, 2 CPU cores): switch 0.37 s/step, kernel 1.08-1.19 s,
-the same child as a fixed network 0.22 s. `derive` cuts the weights down to
+forward + backward + SGD, 2 CPU cores), s/step, supernet vs fixed child, same
+run: autodiff switch + stacked-node gather 0.389 vs 0.237 (1.64x); one-hot
+input alone 0.353 vs gather 0.374 (separate runs); `switch_op` + one-hot
+0.301 vs 0.231 (1.30x) and, final weight gradients, 0.328 vs 0.246 (1.33x);
+kernel 1.08-1.19 s. `derive` cuts the weights down to
 one arch and `apply_standalone` runs it as a fixed network.
 
 Simplifications (stated in reports): BN without affine parameters, always with
@@ -257,7 +261,7 @@ def apply_standalone(params: Params, config: MicroConfig, arch, x: jax.Array):
                 inputs = nodes[index]
                 if names[op] in micro_ops.CONV_OPS:
                     weights = p["nodes"][node][side]
-                    out = out + micro_ops.sep_conv(weights, inputs, in_switch=False)
+                    out = out + micro_ops.sep_conv(weights, inputs)
                 elif names[op] == "identity":
                     out = out + inputs
                 else:

@@ -13,16 +13,28 @@ following the official `general_child.py` (github.com/melodyguan/enas):
   head: global average pool, dense.
 
 `apply(params, arch, x)` takes the architecture as a traced int array, so one
-compiled function serves every sampled child. Three ways to pick a layer's op
-(benchmarks/nas_throughput.py, 4 layers, width 16, batch 64 of 28x28, forward +
-backward + SGD on 2 contended CPU cores): `lax.switch` 3.99 s/step (XLA:CPU runs
-convs inside a conditional slowly), masked selection (all six ops, keep one)
-1.02 s, and the default `select="kernel"` 0.73 s: gather the chosen op's
-weights into one 5x5 dense kernel (a 3x3 kernel zero-padded and a separable
-conv's depthwise x pointwise product are exactly the same conv), so a layer
-costs one 1x1 conv, one 5x5 conv and two pools whatever the child. `derive`
-cuts the supernet down to one arch and `apply_standalone` runs it as a fixed
-network (static Python control flow; 0.27 s/step in the same setting).
+compiled function serves every sampled child. Ways to pick a layer's op
+(benchmarks/nas_throughput.py defaults: 6 layers, width 16, batch 64 of
+28x28, forward + backward + SGD, 2 CPU cores, one process, same run):
+
+  select="switch" (default): the input 1x1 conv with gathered weights, then
+      `lax.switch` on the rest (`nas/macro_switch.py`: a hand-written VJP that
+      saves one activation per layer and uses canonical convs only). Same-run
+      supernet vs fixed child, s/step (this VM's timings drift 1.5x between
+      runs; another job was running during some): 0.243 vs 0.129 and 0.247 vs
+      0.159; with per-shift weight-gradient matmuls instead of one batched
+      einsum 0.219 vs 0.187 (but the macro smoke test compiled 15 s longer).
+      Autodiff through a plain `lax.switch` took 3.99 s (4 layers: XLA:CPU runs
+      transposed convs slowly inside a conditional).
+  select="kernel": gather the chosen op's weights into one 5x5 dense kernel
+      (a 3x3 kernel zero-padded and a separable conv's depthwise x pointwise
+      product are exactly the same conv), so a layer costs one 1x1 conv, one
+      5x5 conv and two pools whatever the child: 0.290 vs 0.176, 0.297 vs
+      0.180 (switch 0.255 in that run), 0.216 vs 0.171.
+  select="mask": all six ops, keep one (1.02 s vs kernel 0.73 s, 4 layers).
+
+`derive` cuts the supernet down to one arch and `apply_standalone` runs it as
+a fixed network (static Python control flow).
 
 Simplifications (stated in reports): BN has no affine parameters and always
 normalizes with the batch's statistics (no moving averages), in search and in
@@ -38,9 +50,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nas import convs, macro_switch
 from nas import search_space as space_lib
 
 Params = dict
+_conv = convs.conv  # also used by nas/micro_supernet.py
+depthwise_conv = convs.depthwise_conv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,33 +120,6 @@ def init(key: jax.Array, config: SupernetConfig) -> Params:
         )
         offset += size
     return jax.tree.unflatten(treedef, leaves)
-
-
-def _conv(x, w):
-    return jax.lax.conv_general_dilated(
-        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-
-
-def depthwise_conv(x: jax.Array, w: jax.Array) -> jax.Array:
-    """Depthwise kxk "SAME" conv of (B, H, W, C) with w (k, k, 1, C).
-
-    On CPU as a dense conv with a block-diagonal (k, k, C, C) kernel: for a
-    (64, 14, 14, 16) 5x5 layer, forward + backward, XLA:CPU took 0.34 s with the
-    grouped conv (`feature_group_count=C`), 0.093 s with this, and 0.094 s as a
-    sum of 25 shifted copies, which compiled 5x slower (7.6 s vs 1.5 s; all
-    under 4x CPU contention). Elsewhere the grouped conv.
-    """
-    if jax.default_backend() == "cpu":
-        return _conv(x, w[:, :, 0, :, None] * jnp.eye(w.shape[-1], dtype=w.dtype))
-    return jax.lax.conv_general_dilated(
-        x,
-        w,
-        (1, 1),
-        "SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=w.shape[-1],
-    )
 
 
 def batch_norm(x, eps: float = 1e-5):
@@ -203,7 +191,7 @@ def apply(
     config: SupernetConfig,
     arch: jax.Array,
     x: jax.Array,
-    select: str = "kernel",
+    select: str = "switch",
 ) -> jax.Array:
     """Logits (B, classes) of child `arch` (length,) int32 on images (B, H, W, C)."""
     names = config.space.op_names
@@ -212,15 +200,12 @@ def apply(
 
     def run_op(layer, op, inputs):
         layer_params = params["layers"][layer]
-        branches = [
-            (lambda p, h, name=name: apply_op(name, p[name], h)) for name in names
-        ]
         if select == "kernel":
             return _fused_op(layer_params, names, op, inputs)
         if select == "switch":
-            return jax.lax.switch(op, branches, layer_params, inputs)
+            return _switch_op(layer_params, names, op, inputs)
         weights = jax.nn.one_hot(op, len(names), dtype=inputs.dtype)
-        outs = [branch(layer_params, inputs) for branch in branches]
+        outs = [apply_op(name, layer_params[name], inputs) for name in names]
         return sum(w * out for w, out in zip(weights, outs, strict=True))
 
     return _forward(params, config, x, ops, skips, run_op)
@@ -250,6 +235,29 @@ def _fused_op(layer_params: Params, names, op: jax.Array, x: jax.Array):
     conv = jax.nn.relu(batch_norm(_conv(hidden, kernels[jnp.minimum(op, 3)])))
     avg, top = _pool(hidden, "avg_pool"), _pool(hidden, "max_pool")
     return jnp.where(op < 4, conv, jnp.where(op == 4, avg, top))
+
+
+def _avg_pool(x):
+    return _pool(x, "avg_pool")
+
+
+def _max_pool(x):
+    return _pool(x, "max_pool")
+
+
+def _switch_op(layer_params: Params, names, op: jax.Array, x: jax.Array):
+    """The input 1x1 conv (gathered weights), then `lax.switch` on the rest.
+
+    `macro_switch.switch_op` has a hand-written VJP: one saved activation per
+    layer and canonical convs only, which XLA:CPU runs fast inside a switch.
+    """
+    w_in = jnp.stack([layer_params[name]["inp"] for name in names])[op]
+    hidden = jax.nn.relu(batch_norm(_conv(x, w_in)))
+    weights = {  # the kxk weights of the four conv ops
+        name: {k: w for k, w in layer_params[name].items() if k != "inp"}
+        for name in macro_switch.CONV_OPS
+    }
+    return macro_switch.switch_op((_avg_pool, _max_pool), op, weights, hidden)
 
 
 def derive(params: Params, config: SupernetConfig, arch) -> Params:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nas import controller as controller_lib
-from nas import micro_ops, micro_supernet, networks
+from nas import micro_ops, micro_supernet, micro_switch, networks
 from nas import search_space as space_lib
 from nas import supernet as macro_supernet
 
@@ -179,17 +179,44 @@ def test_networks_dispatches_on_the_space_and_resizes_micro_depth_only():
     assert wider.width == 8 and wider == networks.resized(macro, width=8)
 
 
-def test_hand_written_depthwise_gradient_equals_autodiff():
-    # the supernet's depthwise conv has a hand-written VJP (canonical convs only)
-    for size in (3, 5):
-        x = jax.random.normal(jax.random.key(size), (2, 6, 5, 3))
-        depth = jax.random.normal(jax.random.key(size + 1), (size, size, 1, 3))
-        probe = jax.random.normal(jax.random.key(size + 2), (2, 6, 5, 3))
+def test_switch_op_values_and_gradients_equal_autodiff_of_each_op():
+    # micro_switch.switch_op has a hand-written VJP (few residuals); the
+    # reference is jax.grad of the plain ops, op by op, all in one compile
+    width = 3
+    weights = {
+        name: {
+            "depth": jax.random.normal(jax.random.key(k), (2, k, k, 1, width)),
+            "point": jax.random.normal(jax.random.key(k + 1), (2, width, width)),
+        }
+        for name, k in zip(micro_ops.CONV_OPS, (3, 5), strict=True)
+    }
+    x = jax.random.normal(jax.random.key(7), (2, 5, 4, width))
+    probe = jax.random.normal(jax.random.key(8), x.shape)
+    plain = [
+        lambda w, x: micro_ops.sep_conv(w["sep_conv3x3"], x),
+        lambda w, x: micro_ops.sep_conv(w["sep_conv5x5"], x),
+        lambda w, x: micro_ops.pools(x)[0],
+        lambda w, x: micro_ops.pools(x)[1],
+        lambda w, x: x,
+    ]
 
-        def loss(conv, x, depth, probe=probe):
-            return jnp.sum(jnp.tanh(conv(x, depth)) * probe)
+    @jax.jit
+    def both(weights, x, ops):
+        def loss(fn, w, x):
+            return jnp.sum(jnp.tanh(fn(w, x)) * probe)
 
-        mine = jax.grad(loss, argnums=(1, 2))(micro_ops.depthwise, x, depth)
-        ref = jax.grad(loss, argnums=(1, 2))(macro_supernet.depthwise_conv, x, depth)
-        for a, b in zip(mine, ref, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        mine = [
+            jax.value_and_grad(loss, argnums=(1, 2))(
+                lambda w, x, op=op: micro_switch.switch_op(op, w, x), weights, x
+            )
+            for op in ops
+        ]
+        reference = [
+            jax.value_and_grad(loss, argnums=(1, 2))(fn, weights, x) for fn in plain
+        ]
+        return mine, reference
+
+    mine, reference = both(weights, x, jnp.arange(5))
+    chex.assert_trees_all_close(mine, reference, rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(mine[0][1][0]["sep_conv3x3"]["depth"]).sum()) > 0
+    assert float(jnp.abs(mine[0][1][0]["sep_conv5x5"]["depth"]).sum()) == 0

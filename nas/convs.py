@@ -1,0 +1,115 @@
+"""Stride-1 "SAME" convolutions, and versions with hand-written VJPs for switches.
+
+A weight-sharing supernet picks each op with `lax.switch`, so that only the
+chosen op runs, forward and backward. Inside a switch branch XLA:CPU does not
+canonicalize the transposed convolutions that autodiff emits (input gradient:
+kernel layout "01oi"; weight gradient: "f01b_i01o"), which it rewrites in the
+entry computation, and runs them 10-30x slower. `conv_vjp` and `depthwise_vjp`
+compute the same functions as `conv` and `depthwise_conv` with gradients made
+of canonical (NHWC, HWIO) convolutions only:
+
+  y = x * w (correlation, "SAME", odd k, pad p = k // 2)
+  dL/dx = g * flip(w) with input and output channels swapped ("SAME")
+  dL/dw[i, j, a, b] = sum_{n,h,w} x_pad[n, h + i, w + j, a] g[n, h, w, b]:
+          one (a x nhw) @ (nhw x b) matmul per shift (i, j)
+
+and the depthwise weight gradient is its diagonal a = b (a product-sum per
+channel and shift). Outside a
+switch, autodiff's own gradients of `conv` / `depthwise_conv` are as fast.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Stride-1 "SAME" conv of (B, H, W, Ci) with w (k, k, Ci, Co)."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_NHWC)
+
+
+def depthwise_conv(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Depthwise kxk "SAME" conv of (B, H, W, C) with w (k, k, 1, C).
+
+    On CPU as a dense conv with a block-diagonal (k, k, C, C) kernel: for a
+    (64, 14, 14, 16) 5x5 layer, forward + backward, XLA:CPU took 0.34 s with the
+    grouped conv (`feature_group_count=C`), 0.093 s with this, and 0.094 s as a
+    sum of 25 shifted copies, which compiled 5x slower (7.6 s vs 1.5 s; all
+    under 4x CPU contention). Elsewhere the grouped conv.
+    """
+    if jax.default_backend() == "cpu":
+        return conv(x, w[:, :, 0, :, None] * jnp.eye(w.shape[-1], dtype=w.dtype))
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        (1, 1),
+        "SAME",
+        dimension_numbers=_NHWC,
+        feature_group_count=w.shape[-1],
+    )
+
+
+def _weight_grad(x, grad, size: int, depthwise: bool = False) -> jax.Array:
+    """(k, k, Ci, Co): sum_{n,h,w} x_pad[n, h + i, w + j, a] g[n, h, w, b].
+
+    One batched matmul over (n, h, w) of the k * k shifted windows (one
+    product-sum per channel for a depthwise kernel: (k, k, C)). As a single
+    conv with the channels as the batch (the textbook form) XLA:CPU took up to
+    0.5 s for a 5x5, 16-channel layer on (64, 28, 28) inside a switch.
+    """
+    pad = size // 2
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    height, width = grad.shape[1:3]
+    patches = jnp.stack(  # (k * k, n, h, w, a): every shifted window
+        [
+            padded[:, i : i + height, j : j + width]
+            for i in range(size)
+            for j in range(size)
+        ]
+    )
+    if depthwise:
+        return jnp.einsum("knhwc,nhwc->kc", patches, grad).reshape(size, size, -1)
+    out = jnp.einsum("knhwa,nhwb->kab", patches, grad)
+    return out.reshape(size, size, *out.shape[1:])
+
+
+@jax.custom_vjp
+def conv_vjp(x: jax.Array, w: jax.Array) -> jax.Array:
+    """`conv` with a gradient of canonical convs (for `lax.switch` branches)."""
+    return conv(x, w)
+
+
+def _conv_fwd(x, w):
+    return conv(x, w), (x, w)
+
+
+def _conv_bwd(residuals, grad):
+    x, w = residuals
+    grad_x = conv(grad, w[::-1, ::-1].swapaxes(2, 3))
+    return grad_x, _weight_grad(x, grad, w.shape[0])
+
+
+conv_vjp.defvjp(_conv_fwd, _conv_bwd)
+
+
+@jax.custom_vjp
+def depthwise_vjp(x: jax.Array, depth: jax.Array) -> jax.Array:
+    """`depthwise_conv` with a gradient of canonical convs and a diagonal."""
+    return depthwise_conv(x, depth)
+
+
+def _depthwise_fwd(x, depth):
+    return depthwise_conv(x, depth), (x, depth)
+
+
+def _depthwise_bwd(residuals, grad):
+    x, depth = residuals
+    grad_x = depthwise_conv(grad, depth[::-1, ::-1])  # depthwise: no channel swap
+    grad_depth = _weight_grad(x, grad, depth.shape[0], depthwise=True)  # (k, k, C)
+    return grad_x, grad_depth.reshape(depth.shape)
+
+
+depthwise_vjp.defvjp(_depthwise_fwd, _depthwise_bwd)
