@@ -38,6 +38,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.timer_rate={config.timer_rate} must be > 0 (100 = the authors' "
             "Brian 1 code, 0.1 = the 50 ms lockout of Brian 2 ports)."
         )
+    if not 0 <= config.input_delay_ms <= 1000:
+        raise ConfigError(
+            f"config.input_delay_ms={config.input_delay_ms} must be in [0, 1000] "
+            "(10 = the authors' 0-10 ms input delays, 0 = none)."
+        )
     if config.conductance_decay not in ("exact", "euler"):
         raise ConfigError(
             f"config.conductance_decay={config.conductance_decay!r}; use 'exact' "
@@ -51,7 +56,11 @@ def counts_for(responses, state, key, images, batch_size) -> np.ndarray:
     for index, batch in enumerate(iterate_once({"x": images}, batch_size)):
         key_batch = jax.random.fold_in(key, index)
         out.append(
-            np.asarray(responses(state.weights, state.theta, key_batch, batch["x"]))
+            np.asarray(
+                responses(
+                    state.weights, state.theta, state.delays, key_batch, batch["x"]
+                )
+            )
         )
     return np.concatenate(out)
 
@@ -72,6 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         timer_rate=config.timer_rate,
         tau_theta=config.tau_theta,
         conductance_decay=config.conductance_decay,
+        input_delay_ms=config.input_delay_ms,
     )
     key_init, key_train, key_label, key_test = jax.random.split(
         jax.random.key(config.seed), 4
@@ -113,14 +123,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "mean_test_spikes_per_image": float(test_counts.sum(1).mean()),
         "mean_label_spikes_per_image": float(label_counts.sum(1).mean()),
         "theta_mean_max": [float(state.theta.mean()), float(state.theta.max())],
+        "border_neurons": int(diehl_cook.border_neurons(state.weights)),
+        "train_images_per_second": num_steps * config.images_per_step / train_seconds,
         "timer_rate": model.timer_rate,
         "tau_theta_ms": model.tau_theta,
         "conductance_decay": model.conductance_decay,
+        "input_delay_ms": model.input_delay_ms,
         "train_seconds_this_run": train_seconds,
         "wall_seconds_this_run": time.time() - start,
         "simplifications": (
-            "state reset instead of the 150 ms rest; no input delays; "
-            f"at most {model.max_repeats} repeats per image"
+            f"at most {model.max_repeats} repeats per image; labelling and "
+            "test images each start from rest"
         ),
         "seed": config.seed,
         "data_source": train.source,

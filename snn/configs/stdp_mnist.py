@@ -31,7 +31,8 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     # timer re-enables firing 0.05 ms after a spike: only the 5 ms refractory
     config.timer_rate = 100.0
     config.tau_theta = 1e7  # ms, threshold decay while learning
-    config.conductance_decay = "exact"  # or "euler" (Brian 1's integration)
+    config.conductance_decay = "euler"  # Brian 1's integration; or "exact"
+    config.input_delay_ms = 10.0  # the authors' 0-10 ms input delays; 0 = none
     config.num_epochs = 1
     config.train_examples = 0  # 0 = all 60,000
     config.label_examples = 10000  # first training images, for neuron labels
