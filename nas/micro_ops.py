@@ -17,7 +17,7 @@ them):
 import jax
 import jax.numpy as jnp
 
-from nas import micro_switch
+from nas import convs, micro_switch
 from nas import supernet as macro
 
 CONV_OPS = ("sep_conv3x3", "sep_conv5x5")
@@ -32,8 +32,8 @@ def sep_conv(weights, x):
     with jax.named_scope("sep_conv"):
         for stack in range(2):
             depth, point = weights["depth"][stack], weights["point"][stack]
-            x = macro.depthwise_conv(jax.nn.relu(x), depth)
-            x = macro.batch_norm(macro._conv(x, point[None, None]))
+            x = convs.depthwise_conv(jax.nn.relu(x), depth)
+            x = macro.batch_norm(convs.conv(x, point[None, None]))
     return x
 
 
@@ -65,7 +65,7 @@ def branch(weights, nodes, index, op, select):
                 for n in CONV_OPS
             )
             kernel = jnp.where(op == 0, k3, k5)
-            conv = macro.batch_norm(macro._conv(jax.nn.relu(conv), kernel))
+            conv = macro.batch_norm(convs.conv(jax.nn.relu(conv), kernel))
     else:
         sep3, sep5 = (sep_conv(picked[n], x) for n in CONV_OPS)
         conv = jnp.where(op == 0, sep3, sep5)

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nas import micro_ops
+from nas import convs, micro_ops
 from nas import search_space as space_lib
 from nas import supernet as macro
 
@@ -160,7 +160,7 @@ def init(key: jax.Array, config: MicroConfig) -> Params:
 
 
 def _relu_conv_bn(x, w):
-    return macro.batch_norm(macro._conv(jax.nn.relu(x), w))
+    return macro.batch_norm(convs.conv(jax.nn.relu(x), w))
 
 
 def _calibrate(p, x, y):
@@ -175,7 +175,7 @@ def _calibrate(p, x, y):
 
 def _forward(params, config: MicroConfig, x, cells, run_cell):
     """Stem, the stack of cells (`run_cell(p, x, y, cell_arch)`) and the head."""
-    stem = macro.batch_norm(macro._conv(x, params["stem"]))
+    stem = macro.batch_norm(convs.conv(x, params["stem"]))
     prev = [stem, stem]
     for p, cell in zip(params["layers"], config.plan(), strict=True):
         if cell["reduce"]:
@@ -190,7 +190,7 @@ def _output(p_out, nodes, unused):
     """ReLU, concat the unused nodes (as a 0/1 mask on the 1x1 weights), BN."""
     stacked = jax.nn.relu(jnp.concatenate(nodes, axis=-1))
     w = (p_out * unused[:, None, None]).reshape(-1, p_out.shape[-1])
-    return macro.batch_norm(macro._conv(stacked, w[None, None]))
+    return macro.batch_norm(convs.conv(stacked, w[None, None]))
 
 
 def apply(
@@ -270,7 +270,7 @@ def apply_standalone(params: Params, config: MicroConfig, arch, x: jax.Array):
         kept = [nodes[i] for i in _unused(cell)]
         stacked = jax.nn.relu(jnp.concatenate(kept, axis=-1))
         w = p["out"].reshape(-1, p["out"].shape[-1])
-        return macro.batch_norm(macro._conv(stacked, w[None, None]))
+        return macro.batch_norm(convs.conv(stacked, w[None, None]))
 
     return _forward(params, config, x, cells, run_cell)
 

@@ -54,8 +54,6 @@ from nas import convs, macro_switch
 from nas import search_space as space_lib
 
 Params = dict
-_conv = convs.conv  # also used by nas/micro_supernet.py
-depthwise_conv = convs.depthwise_conv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,25 +151,25 @@ def _pool(x, kind: str):
 
 def apply_op(name: str, params: Params, x: jax.Array) -> jax.Array:
     """One macro op on (B, H, W, C) -> (B, H, W, C)."""
-    x = jax.nn.relu(batch_norm(_conv(x, params["inp"])))
+    x = jax.nn.relu(batch_norm(convs.conv(x, params["inp"])))
     if name.startswith("conv"):
-        return jax.nn.relu(batch_norm(_conv(x, params["w"])))
+        return jax.nn.relu(batch_norm(convs.conv(x, params["w"])))
     if name.startswith("sep_conv"):
-        x = _conv(depthwise_conv(x, params["depth"]), params["point"])
+        x = convs.conv(convs.depthwise_conv(x, params["depth"]), params["point"])
         return jax.nn.relu(batch_norm(x))
     return _pool(x, name)
 
 
 def _factorized_reduction(params: Params, x: jax.Array) -> jax.Array:
     """Halves H and W: two shifted stride-2 1x1 convs, concatenated, BN."""
-    path_a = _conv(x[:, ::2, ::2], params["a"])
+    path_a = convs.conv(x[:, ::2, ::2], params["a"])
     shifted = jnp.pad(x[:, 1:, 1:], ((0, 0), (0, 1), (0, 1), (0, 0)))  # official
-    path_b = _conv(shifted[:, ::2, ::2], params["b"])
+    path_b = convs.conv(shifted[:, ::2, ::2], params["b"])
     return batch_norm(jnp.concatenate([path_a, path_b], axis=-1))
 
 
 def _forward(params, config, x, ops, skips, run_op):
-    nodes = [batch_norm(_conv(x, params["stem"]))]
+    nodes = [batch_norm(convs.conv(x, params["stem"]))]
     for layer in range(config.space.size):
         out = run_op(layer, ops[layer], nodes[-1])
         for j in range(layer):
@@ -230,9 +228,9 @@ def _fused_op(layer_params: Params, names, op: jax.Array, x: jax.Array):
     order: four convs, then avg_pool, max_pool.
     """
     w_in = jnp.stack([layer_params[name]["inp"] for name in names])[op]
-    hidden = jax.nn.relu(batch_norm(_conv(x, w_in)))
+    hidden = jax.nn.relu(batch_norm(convs.conv(x, w_in)))
     kernels = jnp.stack([_dense_kernel(n, layer_params[n]) for n in names[:4]])
-    conv = jax.nn.relu(batch_norm(_conv(hidden, kernels[jnp.minimum(op, 3)])))
+    conv = jax.nn.relu(batch_norm(convs.conv(hidden, kernels[jnp.minimum(op, 3)])))
     avg, top = _pool(hidden, "avg_pool"), _pool(hidden, "max_pool")
     return jnp.where(op < 4, conv, jnp.where(op == 4, avg, top))
 
@@ -252,7 +250,7 @@ def _switch_op(layer_params: Params, names, op: jax.Array, x: jax.Array):
     layer and canonical convs only, which XLA:CPU runs fast inside a switch.
     """
     w_in = jnp.stack([layer_params[name]["inp"] for name in names])[op]
-    hidden = jax.nn.relu(batch_norm(_conv(x, w_in)))
+    hidden = jax.nn.relu(batch_norm(convs.conv(x, w_in)))
     weights = {  # the kxk weights of the four conv ops
         name: {k: w for k, w in layer_params[name].items() if k != "inp"}
         for name in macro_switch.CONV_OPS

@@ -117,7 +117,7 @@ def test_depthwise_equals_grouped_convolution():
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=3,
     )
-    np.testing.assert_allclose(supernet_lib.depthwise_conv(x, w), grouped, atol=1e-5)
+    np.testing.assert_allclose(convs.depthwise_conv(x, w), grouped, atol=1e-5)
 
 
 def test_hand_written_conv_gradients_equal_autodiff():
