@@ -1,10 +1,10 @@
 r"""PathNet tournaments/s: one jitted round vs a per-path Python loop.
 
     JAX_PLATFORMS=cpu python -m benchmarks.transfer_throughput [--rounds=3] \
-        [--repeats=3] [--population=64] [--minibatches=50]
+        [--repeats=3] [--population=64] [--minibatches=50] [--methods=serial,...]
 
 Binary-MNIST modules (L=3, M=10, N=3, 20 units), T minibatches of 16 per path,
-SGD. Five ways to run the same tournaments (P/2 per round):
+SGD. Six ways to run the same tournaments (P/2 per round):
   loop_gathered  what public re-implementations do: a jitted single-minibatch
                  training step (params donated) that runs only the path's modules
                  (`gathered_loss`), called from Python for every path and
@@ -15,10 +15,14 @@ SGD. Five ways to run the same tournaments (P/2 per round):
   loop_path      a stronger loop than the public ones: one jitted call per PATH
                  (a lax.scan over its T minibatches, gathered forward), Python
                  loops over paths and tournaments;
-  serial         transfer.genetic round, schedule "serial": lax.scan over paths,
-                 each path's modules gathered ONCE (`bank_updates.gather_path`), a
-                 lax.scan over its T minibatches on that small copy, the change
-                 scattered back; one dispatch per round;
+  serial_gathered  transfer.genetic round, schedule "serial", generic stateless
+                 optimizer: lax.scan over paths, each path's modules gathered ONCE
+                 (`bank_updates.gather_path`), a lax.scan over its T minibatches on
+                 that small copy, the change scattered back; one dispatch per round;
+  serial         the same round told the optimizer is plain SGD (`sgd_rate`):
+                 `transfer.serial_sgd`, layer 0's updates deferred over blocks of 5
+                 minibatches (one forward GEMM, one Gram matrix and one update GEMM
+                 per block; the same SGD up to float rounding);
   synchronous    schedule "synchronous" (vmap over the P paths inside the scan over
                  minibatches, summed gradients, dense forward: the
                  parallel-workers variant).
@@ -46,6 +50,16 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
 _POPULATION = flags.DEFINE_integer("population", 64, "Population size P.")
 _MINIBATCHES = flags.DEFINE_integer("minibatches", 50, "T minibatches per path.")
+METHODS = (
+    "loop_gathered",
+    "loop_dense",
+    "loop_path",
+    "serial_gathered",
+    "serial",
+    "synchronous",
+)
+_METHODS = flags.DEFINE_list("methods", list(METHODS), f"Subset of {METHODS}.")
+LEARNING_RATE = 0.05
 
 SPEC = pathnet.PathNetSpec()  # the paper's binary-MNIST network
 
@@ -56,7 +70,7 @@ def _setup():
     batches = tasks.RoundBatches(
         task.train_images, task.train_labels, population, _MINIBATCHES.value, 16, 0
     )
-    optimizer = optax.sgd(0.05)
+    optimizer = optax.sgd(LEARNING_RATE)
     params = pathnet.init_params(jax.random.key(0), SPEC)
     return batches, optimizer, params
 
@@ -64,8 +78,12 @@ def _setup():
 def time_round(schedule: str, batches, optimizer, params) -> float:
     """Tournaments/s of the jitted round with all P/2 tournaments per call."""
     population = _POPULATION.value
+    # "serial_gathered": the serial round without the plain-SGD hint.
+    sgd_rate = None if schedule == "serial_gathered" else LEARNING_RATE
+    schedule = schedule.removesuffix("_gathered")
     ga = genetic.GAConfig(population, population // 2, schedule, 2.0)  # never solves
-    step = jax.jit(genetic.make_round(SPEC, ga, optimizer), donate_argnums=0)
+    round_fn = genetic.make_round(SPEC, ga, optimizer, sgd_rate)
+    step = jax.jit(round_fn, donate_argnums=0)
     state = genetic.init_state(jax.random.key(1), params, optimizer, SPEC, ga)
     state = jax.tree.map(jnp.copy, state)
     data = [jax.device_put(next(batches)) for _ in range(_ROUNDS.value + 1)]
@@ -177,14 +195,11 @@ def time_loop(forward: str, batches, optimizer, params) -> float:
 
 def main(argv):
     del argv
+    unknown = set(_METHODS.value) - set(METHODS)
+    if unknown:
+        raise app.UsageError(f"--methods: unknown {sorted(unknown)}; use {METHODS}.")
     batches, optimizer, params = _setup()
-    results = {
-        "loop_gathered": [],
-        "loop_dense": [],
-        "loop_path": [],
-        "serial": [],
-        "synchronous": [],
-    }
+    results = {method: [] for method in METHODS if method in _METHODS.value}
     for repeat in range(_REPEATS.value):
         for method in results:
             if method.startswith("loop_"):
@@ -199,15 +214,22 @@ def main(argv):
                 flush=True,
             )
     medians = {m: statistics.median(v) for m, v in results.items()}
-    loop = max(medians["loop_gathered"], medians["loop_dense"])
-    best = max(m for name, m in medians.items() if name.startswith("loop_"))
+    minibatch_loops = [medians.get(m, 0.0) for m in ("loop_gathered", "loop_dense")]
+    loops = {
+        "minibatch_loop": max(minibatch_loops),
+        "path_loop": medians.get("loop_path", 0.0),
+    }
+    speedups = {
+        f"speedup_{method}_vs_{name}": medians[method] / rate
+        for method in ("serial", "serial_gathered", "synchronous")
+        for name, rate in loops.items()
+        if method in medians and rate
+    }
     print(
         json.dumps(
             {
                 "summary": medians,
-                "speedup_serial_vs_minibatch_loop": medians["serial"] / loop,
-                "speedup_synchronous_vs_minibatch_loop": medians["synchronous"] / loop,
-                "speedup_serial_vs_path_loop": medians["serial"] / best,
+                **speedups,
                 "population": _POPULATION.value,
                 "minibatches": _MINIBATCHES.value,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -65,6 +65,7 @@ class MnistMLP:
     hidden: int = 20
     batch: int = 128
     eval_examples: int = 1000  # full_loss: the first examples of `data`
+    # N(0, 0.1^2) weights and biases; the paper's code draws N(0, 0.01^2)
     init_scale: float = 0.1
 
     @property

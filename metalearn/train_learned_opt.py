@@ -59,11 +59,27 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.task not in TASKS:
         raise ConfigError(f"config.task={config.task!r}; use one of {TASKS}.")
+    if config.get("lr_decay_horizon", 0) < 0:
+        raise ConfigError(
+            f"config.lr_decay_horizon={config.lr_decay_horizon}; use 0 (constant "
+            "rate) or a positive number of meta-steps."
+        )
     if config.horizon % config.unroll:
         raise ConfigError(
             f"config.horizon={config.horizon} is not a multiple of config.unroll="
             f"{config.unroll}; make it one."
         )
+
+
+def meta_rate(config):
+    """Adam's rate on phi: constant, or cosine-decayed to a tenth over
+    `config.lr_decay_horizon` (then constant), a function of the step count
+    held in the optimizer state, so a resumed run continues the schedule."""
+    if not config.get("lr_decay_horizon"):
+        return config.learning_rate
+    return optax.cosine_decay_schedule(
+        config.learning_rate, config.lr_decay_horizon, alpha=0.1
+    )
 
 
 def make_family(config):
@@ -183,7 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     key_init, key_train = jax.random.split(jax.random.key(config.seed))
     phi = jax.jit(learned_opt.init, static_argnums=1)(key_init, config.lstm_hidden)
     optimizer = optax.chain(
-        optax.clip_by_global_norm(config.clip_norm), optax.adam(config.learning_rate)
+        optax.clip_by_global_norm(config.clip_norm), optax.adam(meta_rate(config))
     )
     task, theta = jax.jit(family.sample)(key_init, train_data)
     memory = learned_opt.init_state(theta.shape[0], config.lstm_hidden)._asdict()

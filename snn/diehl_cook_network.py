@@ -35,13 +35,11 @@ silent network (`rest_decay`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
-MAX_ACTIVE = 32  # input spikes per step on the sparse path (~3 on MNIST)
-MAX_FIRED = 2  # excitatory spikes per step on the sparse potentiation path
+MAX_ACTIVE = 16  # input spikes per pass (~3 per step on MNIST, x2 learning)
+MAX_FIRED = 2  # excitatory spikes per potentiation pass
 LONG_AGO = 1 << 20  # steps since a spike, for neurons that have not fired
 
 
@@ -92,7 +90,15 @@ def decays(model) -> dict:
 
 
 def simulate(
-    model, net, weights, theta, delays, pre_spikes, learn, max_active=MAX_ACTIVE
+    model,
+    net,
+    weights,
+    theta,
+    delays,
+    pre_spikes,
+    learn,
+    max_active=MAX_ACTIVE,
+    max_fired=MAX_FIRED,
 ):
     """Runs the network from state `net` on a bool input spike train (T, 784).
 
@@ -104,10 +110,15 @@ def simulate(
     Returns:
       (net, weights, theta, spike counts (N,)). Event-driven: a step touches
       only the rows of inputs that spiked (delivery, depression) and the
-      columns of neurons that fired (potentiation), with a dense fallback
-      above `max_active` input spikes per step; exactly the dense rule.
+      columns of neurons that fired (potentiation), `max_active` rows and
+      `max_fired` columns per pass (`for_chunks`: one pass in the usual step,
+      more in a burst), exactly the dense rule. Every update of the (784, N)
+      weights is in place: no `cond` returns them and each pass gathers its
+      rows once before scattering (XLA copied the matrix twice per step
+      otherwise; `test_weights_are_not_copied_inside_the_time_loop`).
     """
     dt, slots, n = model.dt, num_delay_slots(model), model.num_neurons
+    inputs = model.num_inputs
     decay = decays(model)
     refrac_e, refrac_i = refractory_steps(model)
     lateral = model.w_ie * (1.0 - jnp.eye(n))
@@ -134,31 +145,47 @@ def simulate(
         spikes_i = (v_i > model.v_thresh_i) & (since_i >= refrac_i)
         fired_e = spikes_e.astype(jnp.float32)
         # 2. connections: deliver input at its delay, E -> I, I -> E, STDP
-        (rows,) = jnp.nonzero(spiked, size=max_active, fill_value=model.num_inputs)
         pre = c["pre"] * decay["tau_pre"]
         if learn:
             pre = jnp.where(spiked, 1.0, pre)
-            pre_hist = c["pre_hist"].at[slot].set(pre)
-            event = Event(t, spiked, rows, c["spiked_hist"][slot], c["post1_hist"])
-            event = event._replace(spikes_e=spikes_e, pre_hist=pre_hist)
-            event = event._replace(post2=c["post2"] * decay["tau_post2"])
-            sparse = (spiked.sum() <= max_active) & (event.old.sum() <= max_active)
-            sparse &= spikes_e.sum() <= MAX_FIRED
-            w, arrivals = jax.lax.cond(
-                sparse,
-                lambda ops: learn_sparse(model, *ops, delays, delays_t, event),
-                lambda ops: learn_dense(model, *ops, delays, event),
-                (w, c["arrivals"]),
+            c["pre_hist"] = c["pre_hist"].at[slot].set(pre)
+            # this step's input spikes, then those of step t - D (depression)
+            both = jnp.concatenate([spiked, c["spiked_hist"][slot]])
+
+            def deliver_then_depress(indices, carry):
+                w, arrivals = carry
+                new = jnp.where(indices < inputs, indices, inputs)  # pad: dropped
+                old = jnp.where(indices >= inputs, indices - inputs, inputs)
+                # one gather for both, so that it precedes the in-place
+                # scatter (two gathers make XLA copy w)
+                rows = w.at[jnp.concatenate([new, old])].get(
+                    mode="fill", fill_value=0.0
+                )
+                arrivals = deliver(model, rows[: len(new)], arrivals, delays, t, new)
+                w = depress(model, w, rows[len(new) :], delays, t, old, c["post1_hist"])
+                return w, arrivals
+
+            w, arrivals = for_chunks(
+                both, max_active, deliver_then_depress, (w, c["arrivals"])
             )
-            c["pre_hist"] = pre_hist
+            post2_before = c["post2"] * decay["tau_post2"]
+            w = for_chunks(
+                spikes_e, max_fired,
+                lambda ks, w: potentiate(
+                    model, w, delays_t, t, ks, c["pre_hist"], post2_before
+                ),
+                w,
+            )  # fmt: skip
             c["spiked_hist"] = c["spiked_hist"].at[slot].set(spiked)
         else:
-            arrivals = jax.lax.cond(
-                spiked.sum() <= max_active,
-                lambda a: deliver_sparse(model, w, a, delays, t, rows),
-                lambda a: deliver_dense(model, w, a, delays, t, spiked),
+            arrivals = for_chunks(
+                spiked, max_active,
+                lambda rows, a: deliver(
+                    model, w.at[rows].get(mode="fill", fill_value=0.0), a, delays,
+                    t, rows,
+                ),
                 c["arrivals"],
-            )
+            )  # fmt: skip
         ge_e = ge_e + arrivals[slot]
         ge_i = ge_i + model.w_ei * fired_e
         gi_e = gi_e + spikes_i.astype(jnp.float32) @ lateral
@@ -189,75 +216,50 @@ def simulate(
     return carry, weights, theta, counts
 
 
-class Event(NamedTuple):
-    """What one step's plasticity needs (see `learn_sparse`)."""
+def for_chunks(mask, size, update, carry):
+    """`carry = update(indices, carry)` for the set entries of `mask` (in
+    order), `size` at a time (padded with `len(mask)`, which the updates
+    drop): one pass for the usual few spikes, more in a burst. The carry
+    goes through a `while_loop`, whose buffers XLA updates in place."""
 
-    t: jax.Array
-    spiked: jax.Array  # (784,) bool, this step's input spikes
-    rows: jax.Array  # (max_active,) their indices, padded with 784
-    old: jax.Array  # (784,) bool, input spikes of step t - D
-    post1_hist: jax.Array  # (D, N), post1 at the end of each recent step
-    spikes_e: jax.Array = None  # (N,) bool
-    pre_hist: jax.Array = None  # (D, 784), pre at the end of each recent step
-    post2: jax.Array = None  # (N,) post2 before this step's spikes
+    def body(loop):
+        mask, carry = loop
+        (indices,) = jnp.nonzero(mask, size=size, fill_value=len(mask))
+        return mask.at[indices].set(False, mode="drop"), update(indices, carry)
+
+    return jax.lax.while_loop(lambda loop: loop[0].any(), body, (mask, carry))[1]
 
 
-def deliver_sparse(model, w, arrivals, delays, t, rows):
-    """Schedules the rows of this step's input spikes at t + delay."""
+def deliver(model, vals, arrivals, delays, t, rows):
+    """Schedules `vals` (K, N), the weight rows of input spikes `rows` (K,),
+    onto slot (t + delay) % D."""
     slots, cols = num_delay_slots(model), jnp.arange(model.num_neurons)
     d = delays.at[rows].get(mode="fill", fill_value=0)
-    vals = w.at[rows].get(mode="fill", fill_value=0.0)
     return arrivals.at[(t + d) % slots, cols].add(vals, mode="drop")
 
 
-def deliver_dense(model, w, arrivals, delays, t, spiked):
-    slots, cols = num_delay_slots(model), jnp.arange(model.num_neurons)
-    vals = jnp.where(spiked[:, None], w, 0.0)
-    return arrivals.at[(t + delays) % slots, cols].add(vals)
-
-
-def learn_sparse(model, w, arrivals, delays, delays_t, event):
-    """Delivery, then STDP (Brian 1's order: delayed depression, then
-    potentiation), touching only the rows of the input spikes of step t - D
-    and the columns of the (<= MAX_FIRED) neurons that fired.
-
-    Depression: slot t % D of the histories still holds step t - D (read
-    before this step overwrites it); that spike reached synapse (i, k) at
-    t - D + d_ik, where w -= nu_pre * post1_k. Potentiation: w[:, k] +=
-    nu_post * pre_i(t - d_ik) * post2before_k. Touched weights are clipped.
-    """
-    slots, t, n = num_delay_slots(model), event.t, model.num_neurons
-    arrivals = deliver_sparse(model, w, arrivals, delays, t, event.rows)
-    (rows,) = jnp.nonzero(event.old, size=len(event.rows), fill_value=len(event.old))
+def depress(model, w, w_rows, delays, t, rows, post1_hist):
+    """Brian 1's delayed depression for the input spikes `rows` of step t - D:
+    that spike reached synapse (i, k) at t - D + d_ik, where w -= nu_pre *
+    post1_k (slot t % D of the histories still holds step t - D: read before
+    this step overwrites it). Touched weights are clipped."""
+    slots, n = num_delay_slots(model), model.num_neurons
     d = delays.at[rows].get(mode="fill", fill_value=0)
-    post1 = event.post1_hist[(t - slots + d) % slots, jnp.arange(n)]
-    new = w.at[rows].get(mode="fill", fill_value=0.0) - model.nu_pre * post1
-    w = w.at[rows].set(jnp.clip(new, 0.0, model.w_max), mode="drop")
-
-    def potentiate(w):
-        (ks,) = jnp.nonzero(event.spikes_e, size=MAX_FIRED, fill_value=n)
-        d = delays_t.at[ks].get(mode="fill", fill_value=0)  # (K, 784)
-        inputs = jnp.arange(model.num_inputs)
-        pre = event.pre_hist.reshape(-1)[((t - d) % slots) * model.num_inputs + inputs]
-        gain = model.nu_post * event.post2.at[ks].get(mode="fill", fill_value=0.0)
-        new = w.at[:, ks].get(mode="fill", fill_value=0.0) + pre.T * gain
-        return w.at[:, ks].set(jnp.clip(new, 0.0, model.w_max), mode="drop")
-
-    w = jax.lax.cond(event.spikes_e.any(), potentiate, lambda w: w, w)
-    return w, arrivals
+    post1 = post1_hist[(t - slots + d) % slots, jnp.arange(n)]
+    new = w_rows - model.nu_pre * post1  # w_rows = w[rows]
+    return w.at[rows].set(jnp.clip(new, 0.0, model.w_max), mode="drop")
 
 
-def learn_dense(model, w, arrivals, delays, event):
-    """`learn_sparse` on every weight (steps with many spikes)."""
-    slots, t, cols = num_delay_slots(model), event.t, jnp.arange(model.num_neurons)
-    arrivals = deliver_dense(model, w, arrivals, delays, t, event.spiked)
-    post1 = event.post1_hist[(t - slots + delays) % slots, cols]
-    new = jnp.clip(w - model.nu_pre * post1, 0.0, model.w_max)
-    w = jnp.where(event.old[:, None], new, w)
-    inputs = jnp.arange(model.num_inputs)[:, None]
-    pre = event.pre_hist[(t - delays) % slots, inputs]
-    new = jnp.clip(w + model.nu_post * pre * event.post2, 0.0, model.w_max)
-    return jnp.where(event.spikes_e, new, w), arrivals
+def potentiate(model, w, delays_t, t, ks, pre_hist, post2_before):
+    """Potentiation of the columns `ks` of neurons that fired at step t:
+    w[:, k] += nu_post * pre_i(t - d_ik) * post2before_k, `pre` as the synapse
+    saw it (`pre_hist` (D, 784) at the end of each recent step). Clipped."""
+    slots, inputs = num_delay_slots(model), jnp.arange(model.num_inputs)
+    d = delays_t.at[ks].get(mode="fill", fill_value=0)  # (K, 784)
+    pre = pre_hist.reshape(-1)[((t - d) % slots) * model.num_inputs + inputs]
+    gain = model.nu_post * post2_before.at[ks].get(mode="fill", fill_value=0.0)
+    new = w.at[:, ks].get(mode="fill", fill_value=0.0) + pre.T * gain
+    return w.at[:, ks].set(jnp.clip(new, 0.0, model.w_max), mode="drop")
 
 
 def rest_decay(model, net, num_steps: int) -> dict:

@@ -96,14 +96,32 @@ def path_features(
     Returns:
       (B, feature_size).
     """
-    keep = keep.astype(x.dtype)
     h = x
     for index, layer in enumerate(gathered):
         out = pathnet.side_by_side(layer["w"], layer["b"], h, spec)
-        h = (jax.nn.relu(out) * keep[index][:, None]).sum(axis=-2)
-        if spec.last_layer_mean and index == len(gathered) - 1:
-            h = h / keep[index].sum()
+        h = combine_modules(out, keep[index], spec, index == len(gathered) - 1)
     return h.reshape(h.shape[0], -1)
+
+
+def combine_modules(
+    pre: jax.Array, keep_row: jax.Array, spec: pathnet.PathNetSpec, last: bool
+) -> jax.Array:
+    """One layer's output from its N gathered modules' pre-activations.
+
+    Args:
+      pre: (B, ..., N, units) pre-ReLU outputs of the path's N modules.
+      keep_row: (N,) bool, `first_occurrence(path)[l]`: a repeat counts once.
+      last: whether this is the last layer (`spec.last_layer_mean` averages it).
+
+    Returns:
+      (B, ..., units): the sum (or, at the last layer, optionally the mean) of
+      the kept modules' ReLU outputs.
+    """
+    keep_row = keep_row.astype(pre.dtype)
+    h = (jax.nn.relu(pre) * keep_row[:, None]).sum(axis=-2)
+    if spec.last_layer_mean and last:
+        h = h / keep_row.sum()
+    return h
 
 
 def apply_path(sub: dict, keep: jax.Array, x: jax.Array, spec: pathnet.PathNetSpec):

@@ -136,16 +136,22 @@ def select(key: Key, population, members, fitness, num_modules: int):
     return population.at[losers].set(children), winners, losers
 
 
-def make_round(spec: pathnet.PathNetSpec, ga: GAConfig, optimizer):
+def make_round(
+    spec: pathnet.PathNetSpec,
+    ga: GAConfig,
+    optimizer,
+    sgd_rate: float | None = None,
+):
     """The fit step `(GAState, batch, key) -> (GAState, metrics)`: one round.
 
     `batch` holds `image` (2K, T, B, ...) uint8 and `label` (2K, T, B) training
     minibatches (see `transfer.tasks.RoundBatches`). Once solved, a step only
     increments `step` (`lax.cond` skips the work; runners end the phase with
-    `fit`'s `stop_fn`).
+    `fit`'s `stop_fn`). `sgd_rate`: r when `optimizer` is `optax.sgd(r)` (see
+    `schedules.make_trainers`).
     """
     num_slots = 2 * ga.tournaments_per_round
-    train = schedules.make_trainers(spec, optimizer)[ga.schedule]
+    train = schedules.make_trainers(spec, optimizer, sgd_rate)[ga.schedule]
 
     def run(state: GAState, batch, key):
         key_pick, key_mutate = jax.random.split(key)

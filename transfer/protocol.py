@@ -91,7 +91,9 @@ def _programs(spec, ga, optimizer: str, learning_rate: float) -> Programs:
         return (logits.argmax(-1) == labels).mean()
 
     return Programs(
-        step=genetic.make_round(spec, ga, opt),
+        step=genetic.make_round(
+            spec, ga, opt, learning_rate if optimizer == "sgd" else None
+        ),
         init_params=jax.jit(functools.partial(pathnet.init_params, spec=spec)),
         init_state=jax.jit(
             lambda key, params, frozen: genetic.init_state(

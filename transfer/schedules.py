@@ -22,9 +22,13 @@ accuracy on the path's T training minibatches, each measured before its update
                  (`bank_updates.gather_path`), trained for T steps as one small
                  (B, in) x (in, N*units) network, and their change is added back:
                  the dense forward's arithmetic restricted to the path (M/N times
-                 fewer FLOPs; 29 -> 47 tournaments/s, transfer_throughput). A
-                 stateful optimizer (Adam, RMSProp: their moments move modules off
-                 the path too) takes the dense forward.
+                 fewer FLOPs; 29 -> 47 tournaments/s, transfer_throughput). Told
+                 that the optimizer is plain SGD (`sgd_rate`), linear modules take
+                 `transfer.serial_sgd`: the same SGD with layer 0's weight updates
+                 applied per block of 5 minibatches through the block's Gram matrix
+                 (exact up to rounding; 71 -> 87 tournaments/s). A stateful
+                 optimizer (Adam, RMSProp: their moments move modules off the path
+                 too) takes the dense forward.
   "synchronous": `lax.scan` over the T steps, `vmap` over the 2K paths: at step t
                  each path takes the gradient of its own minibatch at the SAME bank,
                  and the bank applies the SUM of the 2K gradients (each path's
@@ -35,7 +39,11 @@ accuracy on the path's T training minibatches, each measured before its update
                  2K paths' minibatches are the leading axis of the batch, which
                  `shared.train_loop.fit` shards over the mesh's `data` axis: the
                  population is spread over devices and XLA all-reduces the summed
-                 gradient.
+                 gradient. On a CPU it is slower than "serial": its dense forward
+                 does M/N = 3.3x the path's arithmetic per tournament, and the
+                 second core, which only its big GEMMs use, gives back ~1.5x
+                 (measured by pinning to one core) and less when another process
+                 holds that core.
 Generation counts from "synchronous" with K > 1 therefore measure a different (more
 parallel) algorithm than the paper's serial one; use K = 1, "serial" to compare with
 the published numbers, and report the schedule with every number. Because gradients
@@ -50,7 +58,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from transfer import bank_updates, pathnet
+from shared.errors import ConfigError
+from transfer import bank_updates, pathnet, serial_sgd
+
+
+def _check_plain_sgd(optimizer, rate: float) -> None:
+    """Raises unless `optimizer` is stateless and maps a gradient g to -rate * g."""
+    probe = {"w": jnp.array([1.0, -3.0, 1e6], jnp.float32)}
+    state = optimizer.init(probe)
+    updates, _ = optimizer.update(probe, state, probe)
+    want = -rate * probe["w"]
+    if jax.tree.leaves(state) or not bool(jnp.allclose(updates["w"], want)):
+        raise ConfigError(
+            f"sgd_rate={rate} is only for optax.sgd({rate}) (plain SGD); pass "
+            "sgd_rate=None for other optimizers."
+        )
 
 
 def make_loss(spec: pathnet.PathNetSpec):
@@ -65,13 +87,25 @@ def make_loss(spec: pathnet.PathNetSpec):
     return loss_fn
 
 
-def make_trainers(spec: pathnet.PathNetSpec, optimizer):
+def make_trainers(spec: pathnet.PathNetSpec, optimizer, sgd_rate: float | None = None):
     """The two ways to train S paths for T minibatches on the shared bank.
 
     Both map `(params, opt_state, frozen, paths (S, L, N), images (S, T, B, ...),
     labels (S, T, B))` to `(params, opt_state, fitness (S,), loss (S,))`, fitness
     being the mean pre-update training accuracy over the path's T minibatches.
+
+    Args:
+      spec: the network.
+      optimizer: an optax transformation.
+      sgd_rate: set it to r when `optimizer` is `optax.sgd(r)` (plain SGD); the
+        serial schedule of linear modules then defers layer 0's updates over
+        blocks of minibatches (`transfer.serial_sgd`: the same SGD, ~1.5x faster).
+        Checked against `optimizer` once, here.
     """
+    use_blocked = sgd_rate is not None and spec.module == "linear"
+    if sgd_rate is not None:
+        _check_plain_sgd(optimizer, sgd_rate)
+    blocked = serial_sgd.make_serial_sgd(spec, sgd_rate) if use_blocked else None
     loss_fn = make_loss(spec)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -127,9 +161,8 @@ def make_trainers(spec: pathnet.PathNetSpec, optimizer):
 
     def serial(params, opt_state, frozen, paths, images, labels):
         if not jax.tree.leaves(opt_state):
-            params, (fitness, loss) = serial_gathered(
-                params, frozen, paths, images, labels
-            )
+            fast = blocked or serial_gathered
+            params, (fitness, loss) = fast(params, frozen, paths, images, labels)
             return params, opt_state, fitness, loss
 
         def one_path(carry, inputs):

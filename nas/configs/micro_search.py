@@ -6,7 +6,7 @@
         --workdir=workdirs/nas_micro_paper --data_dir=TFDS_DIR
 
 Variants:
-  smoke  embedded MNIST average-pooled to 14x14x1, B=2 nodes per cell, 1 layer
+  smoke  embedded MNIST average-pooled to 14x14x1, B=1 node per cell, 1 layer
          (3 cells: R R N), width 4, 8 search steps, 8 final steps,
          random-search control; for tests.
   quick  minutes on 2 CPU cores: embedded MNIST average-pooled to 14x14x1
@@ -55,7 +55,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.skip_weight = 0.0  # no skip penalty in the micro space
     config.l2 = 0.0001
     if variant == "smoke":  # macro's smoke sizes, the smallest micro network
-        config.num_cells = 2
+        config.num_cells = 1
         config.num_layers = 1
         config.final_num_layers = 1
         config.width = 4

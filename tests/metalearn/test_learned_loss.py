@@ -80,12 +80,64 @@ def test_train_regressor_one_step_is_sgd_on_the_loss():
     np.testing.assert_allclose(curve, [query(params), query(trained)], rtol=1e-5)
 
 
+def test_meta_gradient_reaches_phi_through_the_inner_steps():
+    # the meta-gradient of the query MSE after 2 inner SGD steps on
+    # MSE + softplus(M_phi) against a central difference along one direction,
+    # at the config's low output bias: the README's "exact tie with the MSE"
+    # was a learned term whose slope, and so meta-gradient, had died
+    with jax.enable_x64(True):
+        to64 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+        phi = to64(learned_loss.init_loss_net(jax.random.key(0), 4, -4.0))
+        direction = jax.tree.map(
+            lambda a: jnp.asarray(np.random.default_rng(0).standard_normal(a.shape)),
+            phi,
+        )
+
+        @jax.jit
+        def probe(phi, direction):
+            def loss(phi):
+                return learned_loss.meta_loss(
+                    phi, jax.random.key(1), 0.05, 2, 5, 5, 2, "mse"
+                )
+
+            grad = jax.grad(loss)(phi)
+            eps = 1e-5
+            shift = lambda sign: jax.tree.map(
+                lambda p, d: p + sign * eps * d, phi, direction
+            )
+            numeric = (loss(shift(1.0)) - loss(shift(-1.0))) / (2 * eps)
+            analytic = sum(
+                jnp.vdot(g, d)
+                for g, d in zip(
+                    jax.tree.leaves(grad), jax.tree.leaves(direction), strict=True
+                )
+            )
+            return numeric, analytic, grad
+
+        numeric, analytic, grad = probe(phi, direction)
+        assert abs(float(analytic)) > 1e-6  # the learned term is alive
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-4)
+        # every layer of the loss network gets a gradient
+        assert all(float(jnp.abs(layer["w"]).max()) > 0 for layer in grad)
+
+
 def test_smoke_config_end_to_end(tmp_path):
     config = learned_loss_config.get_config("smoke")
     config_lib.validate(config)
     summary = train_learned_loss.train_and_evaluate(config, str(tmp_path))
     for split in ("test", "ood"):
-        for name in ("learned", "mse", "mse_tuned"):
-            assert np.isfinite(summary[f"{split}_{name}_mse_3_steps"])
-    assert summary["mse_tuned_learning_rate"] in config.lr_grid
+        for steps in (config.inner_steps, config.test_steps):
+            for name in ("learned", "mse", "mse_tuned"):
+                assert np.isfinite(summary[f"{split}_{name}_mse_{steps}_steps"])
+            # paired over the same tasks: mean difference = difference of means
+            for name in ("mse", "mse_tuned"):
+                np.testing.assert_allclose(
+                    summary[f"{split}_learned_minus_{name}_{steps}_steps"],
+                    summary[f"{split}_learned_mse_{steps}_steps"]
+                    - summary[f"{split}_{name}_mse_{steps}_steps"],
+                    rtol=1e-4,
+                    atol=1e-6,
+                )
+    for steps in (config.inner_steps, config.test_steps):
+        assert summary[f"mse_tuned_learning_rate_{steps}_steps"] in config.lr_grid
     assert (tmp_path / "loss_curves.png").stat().st_size > 0

@@ -5,11 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from jax.test_util import check_grads
 
 from metalearn import l2l_tasks, learned_opt, train_learned_opt
 from metalearn.configs import learned_opt as learned_opt_config
 from shared import config as config_lib
+from shared.errors import ConfigError
 
 
 def test_preprocess_matches_hand_values():
@@ -107,6 +109,23 @@ def test_smoke_config_end_to_end(tmp_path):
     assert summary["adam_learning_rate"] in config.lr_grid
     assert "quadratics" in summary["data_source"]
     assert (tmp_path / "loss_curves.png").stat().st_size > 0
+
+
+def test_meta_rate_schedule_and_its_config_check():
+    config = learned_opt_config.get_config("smoke")
+    config.learning_rate, config.lr_decay_horizon = 0.01, 100
+    rate = train_learned_opt.meta_rate(config)
+    # cosine from the rate to a tenth of it over the horizon, then constant
+    np.testing.assert_allclose(
+        [rate(0), rate(50), rate(100), rate(1000)],
+        [0.01, 0.01 * (0.1 + 0.9 * 0.5), 0.001, 0.001],
+        rtol=1e-5,
+    )
+    config.lr_decay_horizon = 0
+    assert train_learned_opt.meta_rate(config) == 0.01
+    config.lr_decay_horizon = -1
+    with pytest.raises(ConfigError, match="lr_decay_horizon"):
+        train_learned_opt.validate_config(config)
 
 
 def test_mnist_mlp_family_matches_numpy():

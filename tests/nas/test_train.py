@@ -60,7 +60,7 @@ def test_micro_smoke_search_derive_final(tmp_path):
     assert 0.0 <= summary["search_valid_accuracy"] <= 1.0
     assert 0.0 <= summary["final_test_accuracy"] <= 1.0
     arch = space_lib.from_fixed_arc(space, summary["fixed_arc"])
-    assert len(arch) == 16  # normal + reduction cell, 4 integers per node
+    assert len(arch) == 8  # normal + reduction cell, 4 integers per node (B=1)
     assert not any(k.startswith("random_") for k in summary)
     shares = [v for k, v in summary.items() if k.startswith("op_share/")]
     assert len(shares) == 5 and abs(sum(shares) - 1.0) < 1e-6

@@ -1,5 +1,5 @@
 """The round trainers: serial and synchronous (sharded) schedules equal Python
-loops; the gathered serial trainer equals the dense one."""
+loops; the gathered and blocked-SGD serial trainers equal the dense one."""
 
 import functools
 
@@ -10,15 +10,16 @@ import optax
 import pytest
 
 from shared import mesh as mesh_lib
+from shared.errors import ConfigError
 from tests.transfer.helpers import init_params
-from transfer import pathnet, schedules
+from transfer import pathnet, schedules, serial_sgd
 
 SPEC = pathnet.PathNetSpec(
     num_layers=3, num_modules=5, modules_per_layer=2, units=8, input_shape=(12,)
 )
 LEARNING_RATE = 0.5
 OPTIMIZER = optax.sgd(LEARNING_RATE)
-S, T, B = 4, 3, 6  # path slots, minibatches per path, batch size
+S, T, B = 4, 6, 6  # path slots, minibatches per path (2 blocks of 3), batch size
 
 
 def make_batch(seed=0):
@@ -85,9 +86,13 @@ def trainer_inputs():
 
 def trained(schedule):
     """The jitted trainer on the shared inputs; synchronous rounds shard their
-    path slots over a 4-device mesh (the `data` axis), as `fit` runs them."""
+    path slots over a 4-device mesh (the `data` axis), as `fit` runs them.
+    "serial-sgd" is the serial schedule told that the optimizer is plain SGD
+    (`transfer.serial_sgd`: layer 0's updates deferred over 2 blocks of 3)."""
     params, opt_state, frozen, paths, batch = trainer_inputs()
-    train = jax.jit(schedules.make_trainers(SPEC, OPTIMIZER)[schedule])
+    rate = LEARNING_RATE if schedule == "serial-sgd" else None
+    schedule = schedule.removesuffix("-sgd")
+    train = jax.jit(schedules.make_trainers(SPEC, OPTIMIZER, rate)[schedule])
     if schedule == "serial":
         return train(params, opt_state, frozen, paths, batch["image"], batch["label"])
     mesh = mesh_lib.make_mesh(4)
@@ -107,8 +112,12 @@ def trained(schedule):
 
 @pytest.mark.parametrize(
     "schedule, reference",
-    [("synchronous", python_loop_synchronous), ("serial", python_loop_serial)],
-    ids=["synchronous-sharded-over-4-devices", "serial"],
+    [
+        ("synchronous", python_loop_synchronous),
+        ("serial", python_loop_serial),
+        ("serial-sgd", python_loop_serial),
+    ],
+    ids=["synchronous-sharded-over-4-devices", "serial", "serial-sgd-blocked"],
 )
 def test_population_round_equals_python_loop(schedule, reference):
     params, _, _, paths, batch = trainer_inputs()
@@ -129,8 +138,12 @@ def test_gathered_serial_equals_dense_serial_with_frozen_modules_and_repeats():
     frozen[0, paths[1, 0, 0]] = frozen[2, paths[2, 2, 1]] = True
     stateful = optax.chain(optax.trace(decay=0.0), optax.scale(-LEARNING_RATE))
     out = {}
-    for name, optimizer in (("gathered", OPTIMIZER), ("dense", stateful)):
-        train = jax.jit(schedules.make_trainers(SPEC, optimizer)["serial"])
+    for name, optimizer, rate in (
+        ("gathered", OPTIMIZER, None),
+        ("blocked", OPTIMIZER, LEARNING_RATE),
+        ("dense", stateful, None),
+    ):
+        train = jax.jit(schedules.make_trainers(SPEC, optimizer, rate)["serial"])
         out[name] = jax.device_get(
             train(
                 params,
@@ -141,15 +154,23 @@ def test_gathered_serial_equals_dense_serial_with_frozen_modules_and_repeats():
                 batch["label"],
             )
         )
-    (fast, _, fast_fitness, _), (dense, _, dense_fitness, _) = (
-        out["gathered"],
-        out["dense"],
-    )
-    np.testing.assert_allclose(fast_fitness, dense_fitness, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(dense), strict=True):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
-    for index, layer in enumerate(fast["layers"]):
-        for m in np.flatnonzero(frozen[index]):  # frozen: bit-identical
-            np.testing.assert_array_equal(
-                layer["w"][m], params["layers"][index]["w"][m]
-            )
+    dense, _, dense_fitness, _ = out["dense"]
+    for name in ("gathered", "blocked"):
+        fast, _, fast_fitness, _ = out[name]
+        np.testing.assert_allclose(fast_fitness, dense_fitness, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(dense), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+        for index, layer in enumerate(fast["layers"]):
+            for m in np.flatnonzero(frozen[index]):  # frozen: bit-identical
+                for leaf in ("w", "b"):
+                    np.testing.assert_array_equal(
+                        layer[leaf][m], params["layers"][index][leaf][m]
+                    )
+
+
+def test_serial_sgd_blocks_and_refuses_other_optimizers():
+    assert [serial_sgd.block_size(t) for t in (50, 3, 7, 12, 1)] == [5, 3, 1, 4, 1]
+    with pytest.raises(ConfigError, match="sgd_rate"):
+        schedules.make_trainers(SPEC, optax.sgd(0.1), sgd_rate=0.2)
+    with pytest.raises(ConfigError, match="sgd_rate"):
+        schedules.make_trainers(SPEC, optax.sgd(0.1, momentum=0.9), sgd_rate=0.1)
