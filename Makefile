@@ -30,7 +30,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) workdirs .pytest_cache
