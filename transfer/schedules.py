@@ -99,7 +99,8 @@ def make_trainers(spec: pathnet.PathNetSpec, optimizer, sgd_rate: float | None =
       optimizer: an optax transformation.
       sgd_rate: set it to r when `optimizer` is `optax.sgd(r)` (plain SGD); the
         serial schedule of linear modules then defers layer 0's updates over
-        blocks of minibatches (`transfer.serial_sgd`: the same SGD, ~1.5x faster).
+        blocks of minibatches (`transfer.serial_sgd`: the same SGD; the GA round
+        71 -> 87 tournaments/s, `benchmarks/transfer_throughput.py`).
         Checked against `optimizer` once, here.
     """
     use_blocked = sgd_rate is not None and spec.module == "linear"

@@ -168,11 +168,11 @@ def test_pass_size_does_not_change_a_bit(key):
     delays = network.draw_delays(model, key_d)
     pre_spikes = jax.random.bernoulli(key_s, 0.3, (80, 16))
     net = network.rest_state(model)
-    run = jax.jit(network.simulate, static_argnums=(0, 6, 7, 8))
+    simulate = jax.jit(network.simulate, static_argnums=(0, 6, 7, 8))
 
-    def run(max_active, max_fired, run=run):
+    def run(max_active, max_fired):
         args = (model, net, weights, theta, delays, pre_spikes, True)
-        return run(*args, max_active, max_fired)
+        return simulate(*args, max_active, max_fired)
 
     reference = run(64, 4)
     assert float(reference[3].sum()) >= 3  # neurons fired: potentiation acted
