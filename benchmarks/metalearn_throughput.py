@@ -2,7 +2,8 @@ r"""Meta-training episodes/s and peak RSS of the few-shot learners' step.
 
     JAX_PLATFORMS=cpu python -m benchmarks.metalearn_throughput \
         [--learner=protonet] [--way=5] [--shot=1] [--query=15] [--meta_batch=32] \
-        [--episode_group=1] [--chunk=0] [--first_order] [--remat] \
+        [--episode_group=1] [--chunk=0] [--conv_impl=xla] [--first_order] \
+        [--remat] \
         [--seconds=20] [--repeats=3]
 
 Issue 4's protocol, one learner per process (peak RSS is per process):
@@ -22,7 +23,8 @@ summary line with the median episodes/s, the compile and warm-up times, XLA's
 temp-buffer size for the step and the peak RSS of the process (compilation
 included). The step differentiates `--episode_group` episodes at a time
 (`metalearn/accumulate.py`, the training default 1); `--chunk` splits each
-convolution's batch into cache-sized pieces.
+convolution's batch into cache-sized pieces; `--conv_impl=winograd` runs the
+large maps' convolutions as Winograd F(2x2, 3x3) matmuls (`metalearn/winograd.py`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ _SHOT = flags.DEFINE_integer("shot", 1, "Training shots.")
 _QUERY = flags.DEFINE_integer("query", 15, "Queries per class.")
 _META_BATCH = flags.DEFINE_integer("meta_batch", 32, "Episodes per step.")
 _CHUNK = flags.DEFINE_integer("chunk", 0, "Conv batch chunk (0 = off).")
+_CONV_IMPL = flags.DEFINE_enum(
+    "conv_impl", "xla", ["xla", "winograd"], "3x3 conv implementation."
+)
 _GROUP = flags.DEFINE_integer(
     "episode_group", 1, "Episodes differentiated together (0 = all at once)."
 )
@@ -72,6 +77,7 @@ def main(argv) -> None:
     config.train_way, config.train_shot = _WAY.value, _SHOT.value
     config.train_query, config.meta_batch = _QUERY.value, _META_BATCH.value
     config.chunk = _CHUNK.value
+    config.conv_impl = _CONV_IMPL.value
     config.episode_group = _GROUP.value
     images, _ = episodes_lib.load_omniglot("vinyals", "train")
     data = episodes_lib.make_class_images(images, rotations=True)
@@ -114,6 +120,7 @@ def main(argv) -> None:
                 "setting": f"{_WAY.value}w{_SHOT.value}s{_QUERY.value}q",
                 "meta_batch": config.meta_batch,
                 "chunk": config.chunk,
+                "conv_impl": config.conv_impl,
                 "episode_group": config.episode_group,
                 "first_order": _FIRST_ORDER.value,
                 "remat": _REMAT.value,

@@ -23,6 +23,9 @@ SGD. Six ways to run the same tournaments (P/2 per round):
                  `transfer.serial_sgd`, layer 0's updates deferred over blocks of 5
                  minibatches (one forward GEMM, one Gram matrix and one update GEMM
                  per block; the same SGD up to float rounding);
+  serial_winner_keeps  `serial` with `tournament="winner_keeps"` (both members
+                 from the same bank on the same minibatches, the winner's copy kept:
+                 `schedules.keep_winners`), same compute per tournament;
   synchronous    schedule "synchronous" (vmap over the P paths inside the scan over
                  minibatches, summed gradients, dense forward: the
                  parallel-workers variant).
@@ -56,6 +59,7 @@ METHODS = (
     "loop_path",
     "serial_gathered",
     "serial",
+    "serial_winner_keeps",
     "synchronous",
 )
 _METHODS = flags.DEFINE_list("methods", list(METHODS), f"Subset of {METHODS}.")
@@ -80,8 +84,11 @@ def time_round(schedule: str, batches, optimizer, params) -> float:
     population = _POPULATION.value
     # "serial_gathered": the serial round without the plain-SGD hint.
     sgd_rate = None if schedule == "serial_gathered" else LEARNING_RATE
-    schedule = schedule.removesuffix("_gathered")
-    ga = genetic.GAConfig(population, population // 2, schedule, 2.0)  # never solves
+    tournament = "winner_keeps" if schedule.endswith("_winner_keeps") else "paper"
+    schedule = schedule.removesuffix("_gathered").removesuffix("_winner_keeps")
+    ga = genetic.GAConfig(  # threshold 2.0: never solves
+        population, population // 2, schedule, 2.0, tournament=tournament
+    )
     round_fn = genetic.make_round(SPEC, ga, optimizer, sgd_rate)
     step = jax.jit(round_fn, donate_argnums=0)
     state = genetic.init_state(jax.random.key(1), params, optimizer, SPEC, ga)
@@ -221,7 +228,12 @@ def main(argv):
     }
     speedups = {
         f"speedup_{method}_vs_{name}": medians[method] / rate
-        for method in ("serial", "serial_gathered", "synchronous")
+        for method in (
+            "serial",
+            "serial_gathered",
+            "serial_winner_keeps",
+            "synchronous",
+        )
         for name, rate in loops.items()
         if method in medians and rate
     }

@@ -29,7 +29,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from metalearn import winograd
+
 BN_MODES = ("batch", "transductive", "running")
+CONV_IMPLS = ("xla", "winograd")
+# Winograd F(2x2, 3x3) only pays on maps of at least this size: on Conv-4's
+# 7x7 and 3x3 maps its transforms cost more than they save (benchmarks/
+# metalearn_conv.py), and the 1-channel first layer has nothing to save.
+WINOGRAD_MIN_SIZE = 8
 _EPSILON = 1e-5
 
 
@@ -108,11 +115,19 @@ def affine_relu_pool(h: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Ar
     return jax.nn.relu(extreme * scale + shift)
 
 
-def _conv(x: jax.Array, kernel: jax.Array, chunk: int) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, chunk: int, impl: str) -> jax.Array:
     """3x3 SAME conv of (B, H, W, C); `chunk` > 0 splits B into cache-sized
-    pieces inside the same graph (faster on CPU for B >> 16, PERF-NOTES)."""
+    pieces inside the same graph (faster on CPU for B >> 16, PERF-NOTES).
+    `impl="winograd"` runs maps of at least `WINOGRAD_MIN_SIZE` with more
+    than one input channel as Winograd F(2x2, 3x3) batched matmuls
+    (`metalearn/winograd.py`), the rest with `lax.conv`."""
+    use_winograd = (
+        impl == "winograd" and x.shape[1] >= WINOGRAD_MIN_SIZE and x.shape[-1] > 1
+    )
 
     def conv(part):
+        if use_winograd:
+            return winograd.conv3x3(part, kernel)
         return jax.lax.conv_general_dilated(
             part, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
@@ -131,6 +146,7 @@ def apply(
     mode: str = "batch",
     momentum: float = 0.1,
     chunk: int = 0,
+    conv_impl: str = "xla",
 ):
     """Embeds a meta-batch of image sets.
 
@@ -141,17 +157,20 @@ def apply(
       mode: one of `BN_MODES`.
       momentum: running-average rate (PyTorch convention) in `batch` mode.
       chunk: conv batch chunk size (0 = one conv over all E*B images).
+      conv_impl: one of `CONV_IMPLS` (`_conv`); the same numbers up to rounding.
 
     Returns:
       (features (E, B, D), new_stats); new_stats is `stats` unless mode=`batch`.
     """
     if mode not in BN_MODES:
         raise ValueError(f"mode={mode!r}; use one of {BN_MODES}")
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl={conv_impl!r}; use one of {CONV_IMPLS}")
     episodes, batch = x.shape[:2]
     h = x.reshape(episodes * batch, *x.shape[2:])
     new_mean, new_var = [], []
     for i, kernel in enumerate(params["conv"]):
-        h = _conv(h, kernel, chunk)
+        h = _conv(h, kernel, chunk, conv_impl)
         h = h.reshape(episodes, batch, *h.shape[1:])
         if mode == "running":
             mean, var = stats["mean"][i], stats["var"][i]
@@ -178,7 +197,9 @@ def apply(
     return features, stats
 
 
-def embed_episodes(params, stats, episodes, *, mode: str, chunk: int = 0):
+def embed_episodes(
+    params, stats, episodes, *, mode: str, chunk: int = 0, conv_impl: str = "xla"
+):
     """Embeds support and query of a meta-batch together, as one batch per episode
     (Snell et al. concatenate them, so BatchNorm sees both).
 
@@ -190,5 +211,7 @@ def embed_episodes(params, stats, episodes, *, mode: str, chunk: int = 0):
     """
     num_support = episodes.support_x.shape[1]
     images = jnp.concatenate([episodes.support_x, episodes.query_x], axis=1)
-    features, stats = apply(params, stats, images, mode=mode, chunk=chunk)
+    features, stats = apply(
+        params, stats, images, mode=mode, chunk=chunk, conv_impl=conv_impl
+    )
     return features[:, :num_support], features[:, num_support:], stats

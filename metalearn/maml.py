@@ -97,6 +97,7 @@ class MAML:
       remat: `jax.checkpoint` each inner step.
       task_loop: `unroll` (Python loop over tasks) or `vmap`.
       chunk: conv batch chunk size, 0 = none (a CPU speed knob).
+      conv_impl: `xla` or `winograd` (`embeddings.CONV_IMPLS`, a CPU speed knob).
     """
 
     n_way: int = 5
@@ -112,6 +113,7 @@ class MAML:
     remat: bool = False
     task_loop: str = "unroll"
     chunk: int = 0
+    conv_impl: str = "xla"
 
     def init(self, key: jax.Array):
         key_conv, key_head = jax.random.split(key)
@@ -133,7 +135,12 @@ class MAML:
     def forward(self, net, stats, x: jax.Array) -> jax.Array:
         """(B, H, W, C) images of one task -> (B, n_way) logits."""
         features, _ = embeddings.apply(
-            net["conv"], stats, x[None], mode="transductive", chunk=self.chunk
+            net["conv"],
+            stats,
+            x[None],
+            mode="transductive",
+            chunk=self.chunk,
+            conv_impl=self.conv_impl,
         )
         return features[0] @ net["head"]["w"] + net["head"]["b"]
 

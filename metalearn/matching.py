@@ -177,6 +177,7 @@ class MatchingNet:
         learned scalar `params["log_scale"]` = log(init_scale).
       test_bn: BatchNorm mode in `predict` (`running` or `transductive`).
       chunk: conv batch chunk size, 0 = none.
+      conv_impl: `xla` or `winograd` (`embeddings.CONV_IMPLS`).
     """
 
     hidden: int = 64
@@ -189,6 +190,7 @@ class MatchingNet:
     init_scale: float = 10.0
     test_bn: str = "running"
     chunk: int = 0
+    conv_impl: str = "xla"
 
     def __post_init__(self):
         if self.similarity not in SIMILARITIES:
@@ -219,7 +221,12 @@ class MatchingNet:
         conv_params = {k: v for k, v in params.items() if k not in ("fce", "log_scale")}
         log_scale = params.get("log_scale", 0.0)
         support, query, stats = embeddings.embed_episodes(
-            conv_params, stats, episodes, mode=mode, chunk=self.chunk
+            conv_params,
+            stats,
+            episodes,
+            mode=mode,
+            chunk=self.chunk,
+            conv_impl=self.conv_impl,
         )
 
         def one(support, support_y, query):

@@ -65,6 +65,7 @@ class ProtoNet:
       test_bn: BatchNorm mode in `predict` (`running` as in Snell's code, or
         `transductive`).
       chunk: conv batch chunk size, 0 = none (a CPU speed knob).
+      conv_impl: `xla` or `winograd` (`embeddings.CONV_IMPLS`, a CPU speed knob).
     """
 
     hidden: int = 64
@@ -72,13 +73,19 @@ class ProtoNet:
     in_channels: int = 1
     test_bn: str = "running"
     chunk: int = 0
+    conv_impl: str = "xla"
 
     def init(self, key: jax.Array):
         return embeddings.init(key, self.in_channels, self.hidden, self.depth)
 
     def logits(self, params, stats, episodes: Episode, n_way: int, mode: str):
         support, query, stats = embeddings.embed_episodes(
-            params, stats, episodes, mode=mode, chunk=self.chunk
+            params,
+            stats,
+            episodes,
+            mode=mode,
+            chunk=self.chunk,
+            conv_impl=self.conv_impl,
         )
         logits = jax.vmap(episode_logits, in_axes=(0, 0, 0, None))(
             support, episodes.support_y, query, n_way

@@ -78,6 +78,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.chunk < 0:
         raise ConfigError(f"config.chunk={config.chunk}; use 0 (off) or a size > 0.")
+    if config.conv_impl not in embeddings.CONV_IMPLS:
+        raise ConfigError(
+            f"config.conv_impl={config.conv_impl!r}; use one of "
+            f"{embeddings.CONV_IMPLS}."
+        )
     if config.learner == "maml" and config.train_way != config.test_way:
         raise ConfigError(
             f"config.train_way={config.train_way} but config.test_way="
@@ -99,12 +104,14 @@ def make_learner(config: ml_collections.ConfigDict):
             remat=config.remat,
             task_loop=config.task_loop,
             chunk=config.chunk,
+            conv_impl=config.conv_impl,
         )
     common = dict(
         hidden=config.hidden,
         depth=config.depth,
         test_bn=config.test_bn,
         chunk=config.chunk,
+        conv_impl=config.conv_impl,
     )
     if config.learner == "protonet":
         return protonets.ProtoNet(**common)

@@ -225,14 +225,20 @@ def border_neurons(weights: jax.Array, side: int = 28, margin: int = 4) -> jax.A
 
 
 def assign_labels(counts: jax.Array, labels: jax.Array, num_classes: int = 10):
-    """Each neuron's class: argmax over classes of its mean count. counts (B, N)."""
+    """Each neuron's class: argmax over classes of its mean count. counts (B, N).
+
+    A neuron that never fires on these images gets -1 (unassigned), as in the
+    authors' `Diehl&Cook_MNIST_evaluation.py` (`assignments = -1` until a class
+    rate beats 0): labelled 0, it would dilute class 0's mean in `predict`.
+    """
     onehot = jax.nn.one_hot(labels, num_classes)  # (B, C)
     per_class = onehot.T @ counts / jnp.maximum(onehot.sum(0)[:, None], 1.0)
-    return per_class.argmax(0)  # (N,)
+    return jnp.where(per_class.max(0) > 0, per_class.argmax(0), -1)  # (N,)
 
 
 def predict(counts: jax.Array, neuron_labels: jax.Array, num_classes: int = 10):
-    """Class with the highest mean count over its neurons. counts (B, N) -> (B,)."""
-    onehot = jax.nn.one_hot(neuron_labels, num_classes)  # (N, C)
+    """Class with the highest mean count over its neurons (those labelled -1
+    count for no class). counts (B, N) -> (B,)."""
+    onehot = jax.nn.one_hot(neuron_labels, num_classes)  # (N, C); -1: zeros
     mean = counts @ onehot / jnp.maximum(onehot.sum(0), 1.0)
     return mean.argmax(-1)

@@ -119,7 +119,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "train_images_seen": num_steps * config.images_per_step,
         "label_examples": len(labelled.labels),
         "labels_from": "training set",
-        "classes_covered_by_neurons": int(len(np.unique(np.asarray(neuron_labels)))),
+        "classes_covered_by_neurons": len(
+            set(np.asarray(neuron_labels).tolist()) - {-1}
+        ),
+        "unassigned_neurons": int((np.asarray(neuron_labels) < 0).sum()),
         "mean_test_spikes_per_image": float(test_counts.sum(1).mean()),
         "mean_label_spikes_per_image": float(label_counts.sum(1).mean()),
         "theta_mean_max": [float(state.theta.mean()), float(state.theta.max())],

@@ -21,6 +21,12 @@ How a round trains its 2K paths on the shared bank (`schedule`: "serial", the
 paper's algorithm at K = 1, or "synchronous", 2K paths in lockstep under `vmap`)
 is `transfer.schedules`; read its docstring before comparing generation counts
 with the paper's.
+
+`tournament`: "paper" (both members train the shared bank on their own
+minibatches and every update stays, the paper's text) or "winner_keeps"
+(jsikyoon/pathnet: both members start from the same bank on the SAME minibatches,
+those of the tournament's first slot, and only the winner's updates are kept;
+`schedules.keep_winners`; serial schedule only).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from shared.errors import ConfigError
 from shared.types import Key
 from transfer import pathnet, schedules
 
@@ -44,6 +51,18 @@ class GAConfig:
     tournaments_per_round: int = 1
     schedule: str = "serial"
     fitness_threshold: float = 0.998
+    tournament: str = "paper"
+
+    def __post_init__(self):
+        if self.tournament not in ("paper", "winner_keeps"):
+            raise ConfigError(
+                f"tournament={self.tournament!r}; use 'paper' or 'winner_keeps'."
+            )
+        if self.tournament == "winner_keeps" and self.schedule != "serial":
+            raise ConfigError(
+                "tournament='winner_keeps' needs schedule='serial' (members of a "
+                "tournament train one after the other from the same bank)."
+            )
 
 
 @flax.struct.dataclass
@@ -152,19 +171,25 @@ def make_round(
     """
     num_slots = 2 * ga.tournaments_per_round
     train = schedules.make_trainers(spec, optimizer, sgd_rate)[ga.schedule]
+    same_minibatches = ga.tournament == "winner_keeps"
+    if same_minibatches:
+        train = schedules.keep_winners(train)
 
     def run(state: GAState, batch, key):
         key_pick, key_mutate = jax.random.split(key)
         # argsort of uniforms: a uniform random permutation in one draw.
         shuffle = jnp.argsort(jax.random.uniform(key_pick, (ga.population_size,)))
         order = shuffle[:num_slots]
+        images, labels = batch["image"], batch["label"]
+        if same_minibatches:  # both members get their tournament's first slot
+            images, labels = (jnp.repeat(a[::2], 2, axis=0) for a in (images, labels))
         params, opt_state, fitness, loss = train(
             state.params,
             state.opt_state,
             state.frozen,
             state.population[order],
-            batch["image"],
-            batch["label"],
+            images,
+            labels,
         )
         members = order.reshape(-1, 2)
         population, _, losers = select(

@@ -64,6 +64,10 @@ class PathNetSpec:
       num_classes: outputs of each task's readout head.
       module: "linear" or "conv" (3x3, stride 2, SAME).
       last_layer_mean: average (not sum) the active modules of the last layer.
+      init: "torch" (U(+-1/sqrt(fan_in)) weights and biases, PyTorch's default,
+        as kimhc6028/pathnet-pytorch) or "tf" (weights truncated normal with
+        sigma 0.1 cut at 2 sigma, biases 0.1, as jsikyoon/pathnet). The paper
+        does not state its initialisation.
     """
 
     num_layers: int = 3
@@ -74,8 +78,11 @@ class PathNetSpec:
     num_classes: int = 2
     module: str = "linear"
     last_layer_mean: bool = False
+    init: str = "torch"
 
     def __post_init__(self):
+        if self.init not in ("torch", "tf"):
+            raise UserError(f"init={self.init!r}; use 'torch' or 'tf'.")
         if self.module not in ("linear", "conv"):
             raise UserError(f"module={self.module!r}; use 'linear' or 'conv'.")
         wanted = 1 if self.module == "linear" else 3
@@ -96,18 +103,27 @@ class PathNetSpec:
         return height * width * self.units
 
 
-def _uniform_tree(key: Key, shapes_and_fans) -> list[jax.Array]:
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) arrays (PyTorch's Linear/Conv default).
+def _init_tree(key: Key, shapes_and_fans, init: str) -> list[jax.Array]:
+    """Arrays of the given (shape, fan_in, is_bias) entries, drawn per `init`.
 
-    One random draw sliced into every array: on a loaded 2-core CPU each threefry
-    draw costs seconds of XLA compile time, so initialisation uses exactly one.
+    "torch": U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases
+    (PyTorch's Linear/Conv default). "tf": weights from a normal with sigma 0.1
+    truncated at 2 sigma (TensorFlow's `truncated_normal(stddev=0.1)`), biases
+    the constant 0.1. One random draw sliced into every array: on a loaded
+    2-core CPU each threefry draw costs seconds of XLA compile time.
     """
-    sizes = [math.prod(shape) for shape, _ in shapes_and_fans]
-    flat = jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0)
+    sizes = [math.prod(shape) for shape, _, _ in shapes_and_fans]
+    if init == "tf":
+        flat = 0.1 * jax.random.truncated_normal(key, -2.0, 2.0, (sum(sizes),))
+    else:
+        flat = jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0)
     out, offset = [], 0
-    for (shape, fan_in), size in zip(shapes_and_fans, sizes, strict=True):
-        bound = 1.0 / math.sqrt(fan_in)
-        out.append(flat[offset : offset + size].reshape(shape) * bound)
+    for (shape, fan_in, is_bias), size in zip(shapes_and_fans, sizes, strict=True):
+        if init == "tf" and is_bias:
+            out.append(jnp.full(shape, 0.1, jnp.float32))
+        else:
+            scale = 1.0 if init == "tf" else 1.0 / math.sqrt(fan_in)
+            out.append(flat[offset : offset + size].reshape(shape) * scale)
         offset += size
     return out
 
@@ -118,10 +134,10 @@ def init_layers(key: Key, spec: PathNetSpec) -> tuple[dict, ...]:
     shapes, fan = [], spec.input_shape[-1]
     for _ in range(spec.num_layers):
         fan_in = fan * math.prod(kernel)
-        shapes.append(((spec.num_modules, *kernel, fan, spec.units), fan_in))
-        shapes.append(((spec.num_modules, spec.units), fan_in))
+        shapes.append(((spec.num_modules, *kernel, fan, spec.units), fan_in, False))
+        shapes.append(((spec.num_modules, spec.units), fan_in, True))
         fan = spec.units
-    arrays = _uniform_tree(key, shapes)
+    arrays = _init_tree(key, shapes, spec.init)
     return tuple(
         {"w": arrays[2 * i], "b": arrays[2 * i + 1]} for i in range(spec.num_layers)
     )
@@ -130,8 +146,13 @@ def init_layers(key: Key, spec: PathNetSpec) -> tuple[dict, ...]:
 def init_head(key: Key, spec: PathNetSpec) -> dict:
     """A new task's readout: (feature_size,) -> (num_classes,)."""
     fan_in = spec.feature_size
-    w, b = _uniform_tree(
-        key, [((fan_in, spec.num_classes), fan_in), ((spec.num_classes,), fan_in)]
+    w, b = _init_tree(
+        key,
+        [
+            ((fan_in, spec.num_classes), fan_in, False),
+            ((spec.num_classes,), fan_in, True),
+        ],
+        spec.init,
     )
     return {"w": w, "b": b}
 

@@ -50,6 +50,17 @@ the published numbers, and report the schedule with every number. Because gradie
 are summed, a module on k of the 2K paths takes a k-times larger step: with SGD at
 0.05 (fine serially) a synchronous K = 8 run diverged to a NaN loss in a fine-tuning
 phase here; scale the learning rate down with K.
+
+Tournament variant (`keep_winners`, `GAConfig.tournament = "winner_keeps"`), as
+in jsikyoon/pathnet (its README: the two candidates use the same minibatches and
+"winner parameters are updated to model"): both members of a tournament start
+from the SAME bank and train on the SAME T minibatches; the bank then keeps the
+WINNER's trained copy and the loser's updates are discarded, so a losing path
+never changes a shared module. The paper's text (section 2.2) describes the
+other form: both paths train the shared parameters in turn and every update
+stays ("paper", the default). Compute per generation is the same (two paths x
+T minibatches); the bank advances T steps per tournament, not 2T. Measured
+(seed-7 pilots, 100-pair run): transfer/README.md.
 """
 
 from __future__ import annotations
@@ -73,6 +84,45 @@ def _check_plain_sgd(optimizer, rate: float) -> None:
             f"sgd_rate={rate} is only for optax.sgd({rate}) (plain SGD); pass "
             "sgd_rate=None for other optimizers."
         )
+
+
+def keep_winners(train):
+    """A serial trainer whose tournaments keep only the winner's updates.
+
+    Args:
+      train: a trainer `(params, opt_state, frozen, paths (S, L, N), images
+        (S, T, B, ...), labels (S, T, B)) -> (params, opt_state, fitness (S,),
+        loss (S,))`, e.g. `make_trainers(...)["serial"]`.
+
+    Returns:
+      A trainer with the same signature. Slots (2k, 2k + 1) are tournament k:
+      each member is trained by `train` alone from the bank (and optimizer
+      state) left by tournament k - 1, on its own slot's minibatches (the GA
+      round hands both the same ones); the bank continues from the member with
+      the higher fitness (ties: the first, as `genetic.select`).
+    """
+
+    def run(params, opt_state, frozen, paths, images, labels):
+        pairs = jax.tree.map(
+            lambda a: a.reshape(-1, 2, 1, *a.shape[1:]), (paths, images, labels)
+        )
+
+        def one_tournament(carry, pair):
+            def one_member(member):
+                return train(*carry, frozen, *member)
+
+            # lax.map: one trace of `train`; both members start from `carry`.
+            new_params, new_opt, fitness, loss = jax.lax.map(one_member, pair)
+            winner = jnp.where(fitness[0, 0] >= fitness[1, 0], 0, 1)
+            kept = jax.tree.map(lambda a: a[winner], (new_params, new_opt))
+            return kept, (fitness[:, 0], loss[:, 0])
+
+        (params, opt_state), (fitness, loss) = jax.lax.scan(
+            one_tournament, (params, opt_state), pairs
+        )
+        return params, opt_state, fitness.reshape(-1), loss.reshape(-1)
+
+    return run
 
 
 def make_loss(spec: pathnet.PathNetSpec):

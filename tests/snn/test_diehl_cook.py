@@ -25,6 +25,19 @@ def test_assign_labels_and_predict_by_hand():
     np.testing.assert_array_equal(diehl_cook.predict(test, neuron_labels, 2), [0, 1, 0])
 
 
+def test_silent_neurons_stay_unassigned_and_do_not_vote():
+    # Diehl&Cook_MNIST_evaluation.py starts every assignment at -1 and only a
+    # class rate > 0 replaces it: neuron 2 never fires on the labelling images
+    counts = jnp.array([[4.0, 0, 0], [2, 1, 0], [0, 3, 0], [1, 2, 0]])
+    labels = jnp.array([0, 0, 1, 1])
+    neuron_labels = diehl_cook.assign_labels(counts, labels, num_classes=2)
+    np.testing.assert_array_equal(neuron_labels, [0, 1, -1])
+    # class 0's mean is neuron 0's 2.0 (it was (2 + 0) / 2 = 1 with neuron 2
+    # labelled 0, which then lost to class 1's 1.5)
+    test = jnp.array([[2.0, 1.5, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(diehl_cook.predict(test, neuron_labels, 2), [0, 1])
+
+
 def test_learning_off_keeps_weights_on_changes_them(key):
     model = diehl_cook.DiehlCook(num_neurons=4, num_inputs=16, dt=1.0)
     image = jnp.full((16,), 255.0)

@@ -5,9 +5,13 @@ import functools
 
 import jax
 import numpy as np
+import optax
+import pytest
 
 from shared import train_loop
-from transfer import genetic, protocol, tasks
+from shared.errors import ConfigError
+from tests.transfer.helpers import init_params
+from transfer import genetic, pathnet, protocol, schedules, tasks
 from transfer.configs import binary_mnist
 
 TOURNAMENT = dict(  # 6 members, 3 tournaments
@@ -136,3 +140,46 @@ def test_solved_state_is_left_alone(tmp_path):
     ):
         np.testing.assert_array_equal(x, y)
     assert metrics["train/solved"] == 1.0
+
+
+def test_winner_keeps_round_uses_the_first_slot_for_both_members():
+    """P = 2, one tournament: the bank after the round is the winner's path
+    trained alone on slot 0's minibatches (slot 1's are never used), and the
+    winner's recorded fitness is that run's."""
+    spec = pathnet.PathNetSpec(
+        num_layers=2, num_modules=4, modules_per_layer=2, units=6, input_shape=(12,)
+    )
+    optimizer = optax.sgd(0.5)
+    ga = genetic.GAConfig(population_size=2, tournament="winner_keeps")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 4, 5, 12), dtype=np.uint8)
+    labels = (images[..., :6].sum(-1) > images[..., 6:].sum(-1)).astype(np.int32)
+    params = init_params(jax.random.key(0), spec)
+    frozen = np.zeros((2, 4), bool)
+    state = genetic.init_state(jax.random.key(1), params, optimizer, spec, ga, frozen)
+    step = jax.jit(genetic.make_round(spec, ga, optimizer, 0.5))
+    labels[1] = 1 - labels[1]  # slot 1: another task, so using it would show
+    new, metrics = jax.device_get(
+        step(state, {"image": images, "label": labels}, jax.random.key(2))
+    )
+    alone = jax.jit(schedules.make_trainers(spec, optimizer, 0.5)["serial"])
+    runs = [  # each member trained alone from the start on slot 0's minibatches
+        jax.device_get(
+            alone(
+                params, (), frozen, state.population[m : m + 1], images[:1], labels[:1]
+            )
+        )
+        for m in (0, 1)
+    ]
+    np.testing.assert_allclose(
+        metrics["train/mean_fitness"], np.mean([r[2][0] for r in runs]), atol=1e-6
+    )
+    winner = int(np.flatnonzero(new.fitness >= 0)[0])
+    assert runs[winner][2][0] >= runs[1 - winner][2][0]
+    np.testing.assert_allclose(new.fitness[winner], runs[winner][2][0], atol=1e-6)
+    for a, b in zip(
+        jax.tree.leaves(new.params), jax.tree.leaves(runs[winner][0]), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    with pytest.raises(ConfigError, match="schedule='serial'"):
+        genetic.GAConfig(schedule="synchronous", tournament="winner_keeps")

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from shared.errors import UserError
 from tests.transfer.helpers import init_params
 from transfer import pathnet
 
@@ -134,3 +135,26 @@ def test_good_population_passes():
     paths = np.random.default_rng(0).integers(0, 4, (8, 3, 2))
     out = pathnet.check_paths(paths, SPEC)
     assert out.dtype == np.int32 and out.shape == (8, 3, 2)
+
+
+def test_init_schemes_torch_bounds_and_tf_truncated_normal():
+    spec = pathnet.PathNetSpec(num_modules=6, units=20, input_shape=(784,))
+    tf_spec = pathnet.PathNetSpec(**{**spec.__dict__, "init": "tf"})
+    init = jax.jit(pathnet.init_params, static_argnums=1)
+    torch, tf = jax.device_get(
+        (init(jax.random.key(0), spec), init(jax.random.key(0), tf_spec))
+    )
+    for index, layer in enumerate(torch["layers"]):  # U(+-1/sqrt(fan_in))
+        bound = 1 / np.sqrt(784 if index == 0 else 20)
+        for leaf in (layer["w"], layer["b"]):
+            assert np.abs(leaf).max() <= bound and np.abs(leaf).max() > 0.9 * bound
+    weights = np.concatenate(
+        [layer["w"].ravel() for layer in tf["layers"]] + [tf["head"]["w"].ravel()]
+    )
+    # N(0, 0.1) truncated at +-2 sigma: std 0.1 * 0.8796, no value beyond 0.2.
+    assert np.abs(weights).max() <= 0.2 and np.abs(weights).max() > 0.19
+    assert abs(weights.std() - 0.08796) < 0.002 and abs(weights.mean()) < 0.002
+    for bias in [layer["b"] for layer in tf["layers"]] + [tf["head"]["b"]]:
+        np.testing.assert_array_equal(bias, np.float32(0.1))
+    with pytest.raises(UserError, match="init"):
+        pathnet.PathNetSpec(init="xavier")

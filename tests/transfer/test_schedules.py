@@ -174,3 +174,53 @@ def test_serial_sgd_blocks_and_refuses_other_optimizers():
         schedules.make_trainers(SPEC, optax.sgd(0.1), sgd_rate=0.2)
     with pytest.raises(ConfigError, match="sgd_rate"):
         schedules.make_trainers(SPEC, optax.sgd(0.1, momentum=0.9), sgd_rate=0.1)
+
+
+def test_winner_keeps_bank_is_the_winners_alone():
+    """Tournament = slots (0, 1) and (2, 3) on shared minibatches: the bank after
+    the round equals the bank trained along the two winners' paths alone, one
+    after the other; each member's fitness is its run from its tournament's
+    start; modules on no winner's path are bit-identical to the start."""
+    params, opt_state, frozen, paths, batch = trainer_inputs()
+    images = np.repeat(np.asarray(batch["image"])[::2], 2, axis=0)
+    labels = np.repeat(np.asarray(batch["label"])[::2], 2, axis=0)
+    serial = schedules.make_trainers(SPEC, OPTIMIZER, LEARNING_RATE)["serial"]
+    alone = jax.jit(serial)
+    kept = jax.jit(schedules.keep_winners(serial))
+    got, _, fitness, _ = jax.device_get(
+        kept(params, opt_state, frozen, paths, images, labels)
+    )
+    want, winners = params, []
+    for k in range(2):
+        start, runs = want, []
+        for s in (2 * k, 2 * k + 1):
+            out = alone(
+                start,
+                opt_state,
+                frozen,
+                *(a[s : s + 1] for a in (paths, images, labels)),
+            )
+            runs.append(jax.device_get(out))
+        np.testing.assert_allclose(
+            fitness[2 * k : 2 * k + 2], [r[2][0] for r in runs], atol=1e-6
+        )
+        winner = 0 if runs[0][2][0] >= runs[1][2][0] else 1
+        winners.append(2 * k + winner)
+        want = runs[winner][0]
+    assert fitness[0] != fitness[1] or fitness[2] != fitness[3]  # a real contest
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    for index, layer in enumerate(got["layers"]):
+        used = set(int(m) for w in winners for m in paths[w, index])
+        for m in set(range(SPEC.num_modules)) - used:
+            for leaf in ("w", "b"):
+                np.testing.assert_array_equal(
+                    layer[leaf][m], params["layers"][index][leaf][m]
+                )
+    # the losers trained modules of their own: their changes are gone
+    losers = [w ^ 1 for w in winners]
+    assert any(
+        set(paths[s, layer]) - set(int(m) for w in winners for m in paths[w, layer])
+        for s in losers
+        for layer in range(3)
+    )

@@ -166,6 +166,9 @@ def test_smoke_run_end_to_end_and_resume(tmp_path):
         ("schedule", "async", "schedule"),
         ("optimizer", "lbfgs", "optimizer"),
         ("salt_pepper_once", True, "salt_pepper"),
+        ("tournament", "knockout", "tournament"),
+        ("tournament", "winner_keeps", "schedule=serial"),  # smoke: synchronous
+        ("init", "xavier", "init"),
     ],
 )
 def test_bad_config_is_refused(field, value, message):

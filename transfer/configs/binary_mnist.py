@@ -22,7 +22,11 @@ Fernando et al. 2017, arXiv:1701.08734, section 2.3 / figure 3. Variants:
           it brings scratch to 95-160 generations (the paper: 195). Seed-7
           pilots, 20 pairs (transfer/README.md): with `last_layer_mean=True`,
           pathnet 1.005 [0.92, 1.09] at population 20 and 0.90 [0.84, 0.96]
-          at 64; finetune 1.18 / 1.24.
+          at 64; finetune 1.18 / 1.24. `--config.tournament=winner_keeps`
+          (both members on the same minibatches from the same bank, only the
+          winner's updates kept, as jsikyoon/pathnet) and `--config.init=tf`
+          (truncated normal 0.1, bias 0.1) are the re-implementations' choices;
+          their pilots and the seed-2 100-pair run are in transfer/README.md.
   demo    quick's settings on 6 pairs with a 150-generation cap (scratch needs
           ~30-60), for `scripts/reproduce --preset=demo`: <= 100 s on an idle
           2-core CPU. Headline key `pathnet/speedup_mean` (with
@@ -53,10 +57,12 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.modules_per_layer = 3
     config.units = 20
     config.last_layer_mean = False
+    config.init = "torch"  # or "tf" (truncated normal 0.1, bias 0.1)
     # GA.
     config.population_size = 20
     config.tournaments_per_round = 1
     config.schedule = "serial"
+    config.tournament = "paper"  # or "winner_keeps" (serial only)
     config.num_minibatches = 50
     config.batch_size = 16
     config.fitness_threshold = 0.998
