@@ -52,8 +52,10 @@ CONVS = {
     "patches": winograd.conv3x3_patches,
     "winograd": lambda x, k: winograd.conv3x3(x, k, winograd.F2X2),
     "winograd4": lambda x, k: winograd.conv3x3(x, k, winograd.F4X4),
-    "winograd_big": lambda x, k: (
-        winograd.conv3x3(x, k) if x.shape[1] >= 8 else _xla(x, k)
+    "winograd_big": lambda x, k: (  # the rule of `embeddings._conv`
+        winograd.conv3x3(x, k)
+        if x.shape[1] >= embeddings.WINOGRAD_MIN_SIZE
+        else _xla(x, k)
     ),
 }
 

@@ -50,7 +50,7 @@ def make_spec(config) -> pathnet.PathNetSpec:
         num_classes=2,
         module="linear",
         last_layer_mean=config.last_layer_mean,
-        init=config.get("init", "torch"),
+        init=config.init,
     )
 
 
@@ -60,7 +60,7 @@ def make_ga(config) -> genetic.GAConfig:
         tournaments_per_round=config.tournaments_per_round,
         schedule=config.schedule,
         fitness_threshold=config.fitness_threshold,
-        tournament=config.get("tournament", "paper"),
+        tournament=config.tournament,
     )
 
 

@@ -46,15 +46,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.schedule={config.schedule!r}; use 'serial' or 'synchronous'."
         )
-    if config.get("tournament", "paper") not in ("paper", "winner_keeps"):
+    if config.tournament not in ("paper", "winner_keeps"):
         raise ConfigError(
             f"config.tournament={config.tournament!r}; use 'paper' or 'winner_keeps'."
         )
-    if config.get("tournament") == "winner_keeps" and config.schedule != "serial":
+    if config.tournament == "winner_keeps" and config.schedule != "serial":
         raise ConfigError(
             "config.tournament='winner_keeps' needs --config.schedule=serial."
         )
-    if config.get("init", "torch") not in ("torch", "tf"):
+    if config.init not in ("torch", "tf"):
         raise ConfigError(f"config.init={config.init!r}; use 'torch' or 'tf'.")
     if config.optimizer not in ("sgd", "adam", "rmsprop"):
         raise ConfigError(
