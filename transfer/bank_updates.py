@@ -141,6 +141,18 @@ def gathered_trainable(path: jax.Array, frozen: jax.Array, units: int) -> jax.Ar
     return jnp.repeat(trainable, units, axis=1)
 
 
+def start_path(
+    layers: tuple[dict, ...], frozen: jax.Array, path: jax.Array, units: int
+):
+    """What a serial trainer needs before a path's T steps, from one path.
+
+    Returns (keep, trainable, start): `first_occurrence(path)`,
+    `gathered_trainable(path, frozen, units)` and `gather_path(layers, path)`.
+    """
+    keep = first_occurrence(path)
+    return keep, gathered_trainable(path, frozen, units), gather_path(layers, path)
+
+
 def module_mask_tree(params: dict, frozen: jax.Array) -> PyTree:
     """Per-leaf boolean masks, True where a parameter belongs to a frozen module.
 

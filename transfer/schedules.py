@@ -182,9 +182,9 @@ def make_trainers(spec: pathnet.PathNetSpec, optimizer, sgd_rate: float | None =
 
         def one_path(params, inputs):
             path, path_images, path_labels = inputs
-            keep = bank_updates.first_occurrence(path)
-            trainable = bank_updates.gathered_trainable(path, frozen, spec.units)
-            start = bank_updates.gather_path(params["layers"], path)
+            keep, trainable, start = bank_updates.start_path(
+                params["layers"], frozen, path, spec.units
+            )
             masks = {
                 "layers": tuple({"w": row, "b": row} for row in trainable),
                 "head": jax.tree.map(lambda _: True, params["head"]),

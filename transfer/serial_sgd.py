@@ -89,9 +89,9 @@ def make_serial_sgd(spec: pathnet.PathNetSpec, rate: float, largest_block: int =
 
         def one_path(params, inputs):
             path, path_images, path_labels = inputs
-            keep = bank_updates.first_occurrence(path)
-            trainable = bank_updates.gathered_trainable(path, frozen, spec.units)
-            start = bank_updates.gather_path(params["layers"], path)
+            keep, trainable, start = bank_updates.start_path(
+                params["layers"], frozen, path, spec.units
+            )
             masks = {
                 "b0": trainable[0],
                 "layers": tuple({"w": row, "b": row} for row in trainable[1:]),
