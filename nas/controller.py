@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nas import search_space as space_lib
+from shared import draws
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +159,8 @@ def rollout(
     num_layers, size = space.size, config.lstm_size
     key_op, key_skip = jax.random.split(key)
     num_ops = len(space.op_names)
-    noise_op = jax.random.gumbel(key_op, (num_layers, num_ops))
-    noise_skip = jax.random.gumbel(key_skip, (num_layers, num_layers, 2))
+    noise_op = draws.flat(jax.random.gumbel, key_op, (num_layers, num_ops))
+    noise_skip = draws.flat(jax.random.gumbel, key_skip, (num_layers, num_layers, 2))
     teacher = arch is not None
     if teacher:  # official layout -> per-layer op and (L,) skip row (0 for j >= i)
         given_ops = space_lib.macro_ops(space, arch)
@@ -223,8 +224,9 @@ def _micro_rollout(params, config: ControllerConfig, key, arch) -> Rollout:
     space, num_nodes, size = config.space, config.space.size, config.lstm_size
     num_ops = len(space.op_names)
     key_input, key_op = jax.random.split(key)
-    noise_input = jax.random.gumbel(key_input, (2, num_nodes, 2, num_nodes + 2))
-    noise_op = jax.random.gumbel(key_op, (2, num_nodes, 2, num_ops))
+    gumbel = jax.random.gumbel
+    noise_input = draws.flat(gumbel, key_input, (2, num_nodes, 2, num_nodes + 2))
+    noise_op = draws.flat(gumbel, key_op, (2, num_nodes, 2, num_ops))
     teacher = arch is not None
     given = arch.reshape(2, num_nodes, 4) if teacher else jnp.zeros((2, num_nodes, 4))
     given = given.astype(jnp.int32)

@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nas import search_space as space_lib
+from shared import draws
 
 ACTIVATIONS = (jnp.tanh, jax.nn.relu, lambda h: h, jax.nn.sigmoid)
 assert len(ACTIVATIONS) == len(space_lib.RNN_ACTIVATIONS)
@@ -101,7 +102,17 @@ def init(
     count = num_nodes - 1 if standalone else num_pairs(num_nodes)
     key_prev, key_nodes = jax.random.split(key)
     limit = init_range(hidden)
-    uniform = lambda k, shape: jax.random.uniform(k, shape, jnp.float32, -limit, limit)
+
+    def uniform(key, shape):
+        return draws.flat(
+            jax.random.uniform,
+            key,
+            shape,
+            dtype=jnp.float32,
+            minval=-limit,
+            maxval=limit,
+        )
+
     params = {
         "w_prev": uniform(key_prev, (2 * hidden, 2 * hidden)),
         "w_nodes": uniform(key_nodes, (count, hidden, 2 * hidden)),

@@ -33,6 +33,7 @@ import optax
 
 from nas import reinforce
 from nas import search_space as space_lib
+from shared import draws
 
 NEG = -1e9  # logit of an unavailable choice
 
@@ -67,7 +68,9 @@ def init(key: jax.Array, config: RnnControllerConfig) -> dict[str, jax.Array]:
     }
     keys = jax.random.split(key, len(shapes))
     return {
-        name: jax.random.uniform(k, shape, jnp.float32, -0.1, 0.1)
+        name: draws.flat(
+            jax.random.uniform, k, shape, dtype=jnp.float32, minval=-0.1, maxval=0.1
+        )
         for k, (name, shape) in zip(keys, shapes.items(), strict=True)
     }
 
@@ -107,8 +110,8 @@ def rollout(params, config: RnnControllerConfig, key, arch=None) -> Rollout:
         given_prev = given_func = jnp.zeros(num_nodes, jnp.int32)
     xs = (
         jnp.arange(num_nodes),
-        jax.random.gumbel(key_prev, (num_nodes, num_nodes)),
-        jax.random.gumbel(key_func, (num_nodes, num_funcs)),
+        draws.flat(jax.random.gumbel, key_prev, (num_nodes, num_nodes)),
+        draws.flat(jax.random.gumbel, key_func, (num_nodes, num_funcs)),
         given_prev,
         given_func,
     )

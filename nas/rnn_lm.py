@@ -52,6 +52,7 @@ import numpy as np
 import optax
 
 from nas import rnn_cell
+from shared import draws
 from shared.errors import ConfigError
 
 CellFn = Callable[..., jax.Array]
@@ -73,8 +74,14 @@ def init(key: jax.Array, config: LMConfig, standalone: bool = False) -> dict:
     """{"embedding": (V, H), "cell": ...} with the official uniform init."""
     key_emb, key_cell = jax.random.split(key)
     limit = rnn_cell.init_range(config.hidden)
-    embedding = jax.random.uniform(
-        key_emb, (config.vocab_size, config.hidden), jnp.float32, -limit, limit
+    shape = (config.vocab_size, config.hidden)
+    embedding = draws.flat(
+        jax.random.uniform,
+        key_emb,
+        shape,
+        dtype=jnp.float32,
+        minval=-limit,
+        maxval=limit,
     )
     cell = rnn_cell.init(
         key_cell, config.num_nodes, config.hidden, standalone, config.batch_norm
@@ -85,7 +92,8 @@ def init(key: jax.Array, config: LMConfig, standalone: bool = False) -> dict:
 def _keep_mask(key, keep: float, shape) -> jax.Array | None:
     if keep >= 1.0:
         return None
-    return jax.random.bernoulli(key, keep, shape).astype(jnp.float32) / keep
+    mask = draws.flat(jax.random.bernoulli, key, shape, p=keep)
+    return mask.astype(jnp.float32) / keep
 
 
 def draw_masks(key: jax.Array, config: LMConfig, tokens: jax.Array) -> dict:

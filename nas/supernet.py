@@ -196,15 +196,11 @@ def apply(
     ops = space_lib.macro_ops(config.space, arch)
     skips = space_lib.macro_skips(config.space, arch).astype(x.dtype)
 
+    if select not in SELECT_OPS:
+        raise ValueError(f"select={select!r}; use one of {sorted(SELECT_OPS)}")
+
     def run_op(layer, op, inputs):
-        layer_params = params["layers"][layer]
-        if select == "kernel":
-            return _fused_op(layer_params, names, op, inputs)
-        if select == "switch":
-            return _switch_op(layer_params, names, op, inputs)
-        weights = jax.nn.one_hot(op, len(names), dtype=inputs.dtype)
-        outs = [apply_op(name, layer_params[name], inputs) for name in names]
-        return sum(w * out for w, out in zip(weights, outs, strict=True))
+        return SELECT_OPS[select](params["layers"][layer], names, op, inputs)
 
     return _forward(params, config, x, ops, skips, run_op)
 
@@ -256,6 +252,17 @@ def _switch_op(layer_params: Params, names, op: jax.Array, x: jax.Array):
         for name in macro_switch.CONV_OPS
     }
     return macro_switch.switch_op((_avg_pool, _max_pool), op, weights, hidden)
+
+
+def _masked_op(layer_params: Params, names, op: jax.Array, x: jax.Array):
+    """Every op, then the chosen one kept by a one-hot weighted sum."""
+    weights = jax.nn.one_hot(op, len(names), dtype=x.dtype)
+    outs = [apply_op(name, layer_params[name], x) for name in names]
+    return sum(w * out for w, out in zip(weights, outs, strict=True))
+
+
+# apply's `select`: (layer_params, names, op, x) -> the layer's op output
+SELECT_OPS = {"switch": _switch_op, "kernel": _fused_op, "mask": _masked_op}
 
 
 def derive(params: Params, config: SupernetConfig, arch) -> Params:

@@ -7,7 +7,8 @@
 
 Variants:
   smoke  embedded MNIST average-pooled 2x2 to 14x14x1, 3 layers, width 8, 8
-         search steps, 8 final steps, random-search control; for tests.
+         search steps, 8 final steps, controller LSTM of 8 units,
+         random-search control; for tests.
   demo   <= 100 s on 2 idle CPU cores (scripts/reproduce --preset=demo): quick
          at 4 layers, 3000 train / 1000 validation, 2 search epochs, Kendall
          tau over 3 candidates; retrains run through the supernet with the
@@ -95,6 +96,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.width = 8
         config.batch_size = 32
         config.search_epochs = 1
+        config.lstm_size = 8  # compiles faster (test_controller checks 64)
         config.num_aggregate = 4
         config.controller_every = 4
         config.valid_batch_size = 8

@@ -8,6 +8,7 @@
 Variants:
   smoke  embedded MNIST average-pooled to 14x14x1, B=1 node per cell, 1 layer
          (3 cells: R R N), width 4, 8 search steps, 8 final steps,
+         controller LSTM of 8 units,
          random-search control; for tests.
   quick  minutes on 2 CPU cores: embedded MNIST average-pooled to 14x14x1
          (1000 train / 500 held-out validation from the end of train / 10000

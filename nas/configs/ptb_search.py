@@ -12,7 +12,8 @@ copied into the repo); the `ptb` TFDS builder (`nas/ptb.py`) prepares them once
 into `--data_dir` (a writable TFDS data_dir; unset: ~/tensorflow_datasets).
 
 Variants:
-  smoke  a generated 40-word Markov text (no PTB needed), 2 nodes, hidden 4;
+  smoke  a generated 40-word Markov text (no PTB needed), 2 nodes, hidden 4,
+         controller LSTM of 8 units;
          seconds, for tests.
   quick  minutes on 2 CPU cores: real PTB with the first 100k train tokens and
          20k validation tokens for the search, 12 nodes, hidden 64, no dropout,
@@ -124,6 +125,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.slowness = 1e-3
         config.lr = 1.0  # lr 20 diverged at hidden 8 (train/ppl inf at step 47)
         config.final_lr = 1.0
+        config.lstm_size = 8  # compiles faster
         config.num_aggregate = 2
         config.controller_every = 4
         config.valid_batch_size = 2

@@ -23,6 +23,11 @@ ARCHS = [  # every op, repeated inputs, one or two unused nodes
 ]
 
 
+def _normal(seed, shape):
+    """Test data from NumPy: each jax.random shape would be its own compile."""
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
 @functools.cache
 def _controller_outputs():
     params = controller_lib.init(jax.random.key(1), CTRL)
@@ -121,7 +126,7 @@ def test_sampled_micro_archs_are_valid_and_vmap_equals_a_single_rollout():
 @functools.cache
 def _supernet_outputs():
     params = micro_supernet.init(jax.random.key(0), NET)
-    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+    x = _normal(1, (4, 8, 8, 3))
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -130,33 +135,62 @@ def _supernet_outputs():
 
     @jax.jit
     def references(params, x):
-        alone = [
+        return [
             micro_supernet.apply_standalone(
                 micro_supernet.derive(params, NET, arch), NET, arch, x
             )
             for arch in ARCHS
         ]
-        others = [  # the default is "switch"
-            micro_supernet.apply(params, NET, jnp.asarray(ARCHS[0]), x, select)
-            for select in ("mask", "kernel")
-        ]
-        return alone, others
 
     shared = [apply(params, jnp.asarray(a), x) for a in ARCHS]
     return params, shared, references(params, x)
 
 
 def test_micro_supernet_with_a_fixed_arch_equals_the_standalone_child():
-    params, shared, (alone, others) = _supernet_outputs()
+    params, shared, alone = _supernet_outputs()
     chex.assert_shape(shared, [(4, 5)] * len(ARCHS))
     assert not np.allclose(shared[0], shared[1])  # the arch matters
     for logits, reference_logits in zip(shared, alone, strict=True):
         np.testing.assert_allclose(logits, reference_logits, rtol=1e-4, atol=1e-4)
-    for logits in others:  # the "mask" and "kernel" selections agree
-        np.testing.assert_allclose(shared[0], logits, rtol=1e-4, atol=1e-4)
     child = micro_supernet.derive(params, NET, ARCHS[0])
     num = lambda t: sum(np.size(v) for v in jax.tree.leaves(t))  # noqa: E731
     assert num(child) < num(params) / 3
+
+
+def test_every_selection_picks_the_same_op_at_the_same_input():
+    # micro_ops.branch with "switch", "kernel" and "mask", every (input, op)
+    # pair against the plain op on that input with that input's weights; one
+    # compile per selection (lax.map), not a whole supernet per selection
+    width, num_inputs = 3, 3
+    weights = {
+        name: {
+            "depth": _normal(k, (num_inputs, 2, k, k, 1, width)),
+            "point": _normal(k + 1, (num_inputs, 2, width, width)),
+        }
+        for name, k in zip(micro_ops.CONV_OPS, (3, 5), strict=True)
+    }
+    nodes = [_normal(10 + i, (2, 5, 4, width)) for i in range(num_inputs)]
+    cases = [(i, op) for i in range(num_inputs) for op in range(5)]
+
+    def plain(weights, nodes, i, op):
+        if op < 2:
+            picked = jax.tree.map(lambda w: w[i], weights[micro_ops.CONV_OPS[op]])
+            return micro_ops.sep_conv(picked, nodes[i])
+        return [*micro_ops.pools(nodes[i]), nodes[i]][op - 2]
+
+    @jax.jit
+    def run(weights, nodes, traced):
+        def select(name):
+            return jax.lax.map(
+                lambda c: micro_ops.branch(weights, nodes, c[0], c[1], name), traced
+            )
+
+        want = jnp.stack([plain(weights, nodes, i, op) for i, op in cases])
+        return [select(n) for n in ("switch", "kernel", "mask")], want
+
+    selected, want = run(weights, nodes, jnp.asarray(cases))
+    for got in selected:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_micro_plan_matches_the_official_layout():
@@ -185,13 +219,13 @@ def test_switch_op_values_and_gradients_equal_autodiff_of_each_op():
     width = 3
     weights = {
         name: {
-            "depth": jax.random.normal(jax.random.key(k), (2, k, k, 1, width)),
-            "point": jax.random.normal(jax.random.key(k + 1), (2, width, width)),
+            "depth": _normal(k, (2, k, k, 1, width)),
+            "point": _normal(k + 1, (2, width, width)),
         }
         for name, k in zip(micro_ops.CONV_OPS, (3, 5), strict=True)
     }
-    x = jax.random.normal(jax.random.key(7), (2, 5, 4, width))
-    probe = jax.random.normal(jax.random.key(8), x.shape)
+    x = _normal(7, (2, 5, 4, width))
+    probe = _normal(8, x.shape)
     plain = [
         lambda w, x: micro_ops.sep_conv(w["sep_conv3x3"], x),
         lambda w, x: micro_ops.sep_conv(w["sep_conv5x5"], x),
@@ -205,18 +239,17 @@ def test_switch_op_values_and_gradients_equal_autodiff_of_each_op():
         def loss(fn, w, x):
             return jnp.sum(jnp.tanh(fn(w, x)) * probe)
 
-        mine = [
-            jax.value_and_grad(loss, argnums=(1, 2))(
-                lambda w, x, op=op: micro_switch.switch_op(op, w, x), weights, x
-            )
-            for op in ops
-        ]
+        def mine(op):  # op is a scan slice: a real (unbatched) switch
+            switched = lambda w, x: micro_switch.switch_op(op, w, x)  # noqa: E731
+            return jax.value_and_grad(loss, argnums=(1, 2))(switched, weights, x)
+
         reference = [
             jax.value_and_grad(loss, argnums=(1, 2))(fn, weights, x) for fn in plain
         ]
-        return mine, reference
+        # one compiled switch serves all 5 ops (lax.map), not one copy per op
+        return jax.lax.map(mine, ops), jax.tree.map(lambda *a: jnp.stack(a), *reference)
 
     mine, reference = both(weights, x, jnp.arange(5))
     chex.assert_trees_all_close(mine, reference, rtol=1e-4, atol=1e-5)
-    assert float(jnp.abs(mine[0][1][0]["sep_conv3x3"]["depth"]).sum()) > 0
-    assert float(jnp.abs(mine[0][1][0]["sep_conv5x5"]["depth"]).sum()) == 0
+    assert float(jnp.abs(mine[1][0]["sep_conv3x3"]["depth"][0]).sum()) > 0
+    assert float(jnp.abs(mine[1][0]["sep_conv5x5"]["depth"][0]).sum()) == 0

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nas import convs, macro_switch
+from nas import convs
 from nas import search_space as space_lib
 from nas import supernet as supernet_lib
 
@@ -20,9 +20,14 @@ ARCHS = [
 ]
 
 
+def _normal(seed, shape):
+    """Test data from NumPy: each jax.random shape would be its own compile."""
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
 def _inputs():
     params = supernet_lib.init(jax.random.key(0), CONFIG)
-    x = jax.random.normal(jax.random.key(1), (6, 8, 8, 3))
+    x = _normal(1, (6, 8, 8, 3))
     return params, x
 
 
@@ -34,7 +39,11 @@ def apply_kernel(params, arch, x):  # shared by the tests: compiled once
 
 @functools.cache
 def _references():
-    """Standalone children, switch / mask selections, gradients: one compile."""
+    """Standalone children, the switch supernet's loss and gradients: one compile.
+
+    The other selections ("kernel", "mask") differ only in the layer op: they
+    are checked op by op below, which compiles far less than a supernet each.
+    """
     params, x = _inputs()
 
     @jax.jit
@@ -45,21 +54,17 @@ def _references():
             )
             for arch in ARCHS[:2]
         ]
-        arch = archs[1]  # sep_conv5x5, conv5x5 and avg_pool layers
-        switch = supernet_lib.apply(params, CONFIG, arch, x, "switch")
-        mask = supernet_lib.apply(params, CONFIG, arch, x, "mask")
+        probe = _normal(2, (6, 5))
 
-        probe = jax.random.normal(jax.random.key(2), (6, 5))
-
-        def loss(p, select):  # a random projection: every logit matters
-            return (supernet_lib.apply(p, CONFIG, archs[0], x, select) * probe).sum()
+        def loss(p):  # a random projection: every logit matters
+            return (supernet_lib.apply(p, CONFIG, archs[0], x) * probe).sum()
 
         def loss_alone(p):
             return (supernet_lib.apply_standalone(p, CONFIG, ARCHS[0], x) * probe).sum()
 
         child = supernet_lib.derive(params, CONFIG, ARCHS[0])
-        grads = {s: jax.grad(loss)(params, s) for s in ("switch", "kernel")}
-        return standalone, switch, mask, grads, jax.grad(loss_alone)(child)
+        alone = jax.value_and_grad(loss_alone)(child)
+        return standalone, jax.value_and_grad(loss)(params), alone
 
     return references(params, x, jnp.asarray(np.stack(ARCHS)))
 
@@ -76,14 +81,6 @@ def test_supernet_equals_standalone_child_and_compiles_once():
         np.testing.assert_allclose(logits, alone, rtol=1e-4, atol=1e-5)
 
 
-def test_kernel_and_masked_selection_equal_switch():
-    params, x = _inputs()
-    kernel = apply_kernel(params, jnp.asarray(ARCHS[1]), x)
-    _, switch, mask, *_ = _references()
-    np.testing.assert_allclose(switch, kernel, atol=1e-5)
-    np.testing.assert_allclose(switch, mask, atol=1e-5)
-
-
 def test_ops_against_numpy():
     x = np.random.default_rng(0).normal(size=(1, 4, 4, 1)).astype(np.float32)
     avg = np.asarray(supernet_lib._pool(jnp.asarray(x), "avg_pool"))
@@ -97,18 +94,17 @@ def test_ops_against_numpy():
     np.testing.assert_allclose(normed.std(), 1, atol=1e-3)
 
 
-def test_supernet_gradients_equal_the_standalone_childs():
-    *_, grads, alone = _references()  # of ARCHS[0]: layer 0 uses conv3x3
-    for select, grad in grads.items():
-        assert float(jnp.abs(grad["layers"][0]["conv3x3"]["w"]).sum()) > 0, select
-        assert float(jnp.abs(grad["layers"][0]["sep_conv5x5"]["depth"]).sum()) == 0
-        mine = supernet_lib.derive(grad, CONFIG, ARCHS[0])
-        chex.assert_trees_all_close(mine, alone, rtol=1e-4, atol=1e-5)
+def test_supernet_loss_and_gradients_equal_the_standalone_childs():
+    _, (value, grad), (value_alone, alone) = _references()  # of ARCHS[0] (switch)
+    np.testing.assert_allclose(value, value_alone, rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(grad["layers"][0]["conv3x3"]["w"]).sum()) > 0
+    assert float(jnp.abs(grad["layers"][0]["sep_conv5x5"]["depth"]).sum()) == 0
+    mine = supernet_lib.derive(grad, CONFIG, ARCHS[0])
+    chex.assert_trees_all_close(mine, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_depthwise_equals_grouped_convolution():
-    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
-    w = jax.random.normal(jax.random.key(1), (3, 3, 1, 3))
+    x, w = _normal(0, (2, 5, 6, 3)), _normal(1, (3, 3, 1, 3))
     grouped = jax.lax.conv_general_dilated(
         x,
         w,
@@ -132,7 +128,7 @@ def test_hand_written_conv_gradients_equal_autodiff():
     )
     cases = [(convs.conv_vjp, convs.conv, (k, k, 3, 4)) for k in (1, 3, 5)]
     cases += [(convs.depthwise_vjp, grouped, (k, k, 1, 3)) for k in (3, 5)]
-    x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3))
+    x = _normal(0, (2, 6, 5, 3))
 
     @jax.jit
     def both(x, ws):  # one compile for every case
@@ -147,50 +143,46 @@ def test_hand_written_conv_gradients_equal_autodiff():
             out.append((grad(mine, x, w), grad(reference, x, w)))
         return out
 
-    ws = [jax.random.normal(jax.random.key(i + 1), c[2]) for i, c in enumerate(cases)]
+    ws = [_normal(i + 1, c[2]) for i, c in enumerate(cases)]
     for got, want in both(x, ws):
         chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_switch_op_values_and_gradients_equal_autodiff_of_each_op():
-    # macro_switch.switch_op has a hand-written VJP (one saved activation);
-    # the reference is jax.grad of apply_op after its input conv, op by op
+def test_every_selection_equals_apply_op_values_and_gradients():
+    # each `select`'s layer op (input 1x1 conv with gathered weights, then
+    # "switch": macro_switch's hand-written VJP, "kernel": one gathered dense
+    # kernel, "mask": every op) against jax.grad of apply_op, op by op, with
+    # gradients for every op's weights; one compiled op per select (lax.map)
     names = SPACE.op_names
-    layer = supernet_lib.init(jax.random.key(3), CONFIG)["layers"][0]
-    weights = {n: {k: v for k, v in layer[n].items() if k != "inp"} for n in names}
-    h = jax.random.normal(jax.random.key(4), (2, 5, 4, CONFIG.width))
-    probe = jax.random.normal(jax.random.key(5), h.shape)
-    pools = (supernet_lib._avg_pool, supernet_lib._max_pool)
+    layer = _inputs()[0]["layers"][0]
+    x = _normal(4, (2, 5, 4, CONFIG.width))
+    probe = _normal(5, x.shape)
 
-    def hidden(h):  # apply_op after an identity input conv
-        return jax.nn.relu(supernet_lib.batch_norm(h))
+    def loss(fn, p, x):
+        return jnp.sum(jnp.tanh(fn(p, x)) * probe)
 
-    def plain(name, w, h):
-        p = dict(w.get(name, {}), inp=jnp.eye(CONFIG.width)[None, None])
-        return supernet_lib.apply_op(name, p, h)  # identity input conv, BN, ReLU
+    grad = jax.value_and_grad(loss, argnums=(1, 2))
 
     @jax.jit
-    def both(weights, h, ops):
-        def loss(fn, w, h):
-            return jnp.sum(jnp.tanh(fn(w, h)) * probe)
-
-        conv_weights = {n: weights[n] for n in names[:4]}
-        mine = [
-            jax.value_and_grad(loss, argnums=(1, 2))(
-                lambda w, h, op=op: macro_switch.switch_op(pools, op, w, hidden(h)),
-                conv_weights,
-                h,
+    def both(layer, x, ops):
+        def mine(select):
+            op_fn = supernet_lib.SELECT_OPS[select]
+            # op is a scan slice: the switch stays a real (unbatched) switch
+            return jax.lax.map(
+                lambda op: grad(lambda p, x: op_fn(p, names, op, x), layer, x), ops
             )
-            for op in ops
-        ]
+
         reference = [
-            jax.value_and_grad(loss, argnums=(1, 2))(
-                lambda w, h, name=name: plain(name, w, h), conv_weights, h
-            )
-            for name in names
+            grad(lambda p, x, n=n: supernet_lib.apply_op(n, p[n], x), layer, x)
+            for n in names
         ]
-        return mine, reference
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *reference)
+        return [mine(s) for s in ("switch", "kernel", "mask")], stacked
 
-    mine, reference = both(weights, h, jnp.arange(len(names)))
-    chex.assert_trees_all_close(mine, reference, rtol=1e-4, atol=1e-5)
-    assert float(jnp.abs(mine[0][1][0]["conv3x3"]["w"]).sum()) > 0
+    selected, reference = both(layer, x, jnp.arange(len(names)))
+    for mine in selected:
+        chex.assert_trees_all_close(mine, reference, rtol=1e-4, atol=1e-5)
+    switch_grads = selected[0][1][0]
+    assert float(jnp.abs(switch_grads["conv3x3"]["w"][0]).sum()) > 0
+    assert float(jnp.abs(switch_grads["conv3x3"]["w"][1]).sum()) == 0
+    assert float(jnp.abs(switch_grads["conv3x3"]["inp"][1]).sum()) == 0
