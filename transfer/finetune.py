@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from shared import draws
 from shared.types import Key
 from transfer import batches
 
@@ -70,7 +71,9 @@ def init_stack(key: Key, spec: NetSpec, count: int) -> dict:
     """
     widths = spec.widths
     sizes = [(a + 1) * b for a, b in zip(widths, widths[1:], strict=False)]
-    flat = jax.random.uniform(key, (count, sum(sizes)), jnp.float32, -1.0, 1.0)
+    flat = draws.flat(
+        jax.random.uniform, key, (count, sum(sizes)), minval=-1.0, maxval=1.0
+    )
     layers, offset = [], 0
     for fan_in, fan_out, size in zip(widths, widths[1:], sizes, strict=False):
         block = flat[:, offset : offset + size].reshape(count, fan_in + 1, fan_out)

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from shared import draws
 from shared.errors import ConfigError
 from shared.types import Key
 from transfer import pathnet, schedules
@@ -98,14 +99,16 @@ class GAState:
 def random_population(key: Key, size: int, spec: pathnet.PathNetSpec) -> jax.Array:
     """(size, L, N) module ids drawn uniformly from [0, M)."""
     shape = (size, spec.num_layers, spec.modules_per_layer)
-    return jax.random.randint(key, shape, 0, spec.num_modules, jnp.int32)
+    return draws.flat(
+        jax.random.randint, key, shape, minval=0, maxval=spec.num_modules
+    ).astype(jnp.int32)
 
 
 def mutate(key: Key, paths: jax.Array, num_modules: int) -> jax.Array:
     """Each gene of (..., L, N) paths, with p = 1/(N L), moves by U{-2..2} mod M."""
     num_layers, per_layer = paths.shape[-2:]
     # One draw for both decisions (each threefry draw is seconds of CPU compile).
-    uniform = jax.random.uniform(key, (2, *paths.shape))
+    uniform = draws.flat(jax.random.uniform, key, (2, *paths.shape))
     flip = uniform[0] < 1.0 / (num_layers * per_layer)
     shift = jnp.floor(uniform[1] * 5.0).astype(paths.dtype) - 2  # U{-2..2}
     return jnp.where(flip, (paths + shift) % num_modules, paths)
