@@ -13,7 +13,8 @@ tasks, separately for each reported horizon). Reported: query MSE after
 `inner_steps` (the meta-training horizon) and `test_steps` steps, mean and 95%
 CI over tasks, and the paired difference learned - MSE on the same tasks and
 initialisations (negative = the learned loss is better); the mean curves go to
-`loss_curves.png`.
+`loss_curves.png`. Every regressor, learned loss or MSE, trains with the same
+inner SGD (gradient norm clipped to `inner_clip_norm`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def make_step(config, optimizer):
             config.n_query,
             config.meta_batch,
             config.loss_base,
+            inner_clip(config),
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.phi)
         new = state.replace(
@@ -68,8 +70,18 @@ def make_step(config, optimizer):
     return step
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _curves(steps, k_shot, n_query, base, ranges, phi, use_learned, lr, keys):
+def inner_clip(config) -> float | None:
+    """The inner steps' gradient-norm clip (`config.inner_clip_norm`; 0: none)."""
+    if config.inner_clip_norm < 0:
+        raise ConfigError(
+            f"config.inner_clip_norm={config.inner_clip_norm} must be >= 0 "
+            "(0 turns inner clipping off)."
+        )
+    return float(config.inner_clip_norm) or None
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _curves(steps, k_shot, n_query, base, clip, ranges, phi, use_learned, lr, keys):
     """Query-MSE curves (tasks, steps + 1) of fresh regressors on fixed tasks.
 
     Everything but the sizes is traced (the task ranges, which loss, the
@@ -88,7 +100,9 @@ def _curves(steps, k_shot, n_query, base, ranges, phi, use_learned, lr, keys):
         key_task, key_init = jax.random.split(key)
         task = sinusoid.sample_task(key_task, k_shot, n_query, amplitudes, phases)
         params = learned_loss.init_regressor(key_init)
-        return learned_loss.train_regressor(loss_fn, phi, params, task, lr, steps)[1]
+        return learned_loss.train_regressor(
+            loss_fn, phi, params, task, lr, steps, clip
+        )[1]
 
     return jax.vmap(one)(keys)
 
@@ -101,6 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"config.loss_base={config.loss_base!r}; use one of "
             f"{learned_loss.LOSS_BASES}."
         )
+    inner_clip(config)  # a bad value fails before meta-training
     key_init, key_train = jax.random.split(jax.random.key(config.seed))
     phi = jax.jit(learned_loss.init_loss_net, static_argnums=(1, 2))(
         key_init, config.loss_hidden, config.loss_out_bias
@@ -122,7 +137,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     phi = result.state.phi
     train_ranges = (sinusoid.AMPLITUDE, sinusoid.PHASE)
     ood_ranges = (tuple(config.ood_amplitude), tuple(config.ood_phase))
-    sizes = (config.test_steps, config.k_shot, config.test_query, config.loss_base)
+    sizes = (
+        config.test_steps,
+        config.k_shot,
+        config.test_query,
+        config.loss_base,
+        inner_clip(config),
+    )
     horizons = sorted({config.inner_steps, config.test_steps})
 
     def run(use_learned, ranges, lr, seed, tasks):

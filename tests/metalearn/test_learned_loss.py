@@ -9,10 +9,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from metalearn import learned_loss, sinusoid, train_learned_loss
 from metalearn.configs import learned_loss as learned_loss_config
 from shared import config as config_lib
+from shared.errors import ConfigError
 
 
 def test_loss_net_shape_positive_and_mse_by_hand():
@@ -141,3 +143,68 @@ def test_smoke_config_end_to_end(tmp_path):
     for steps in (config.inner_steps, config.test_steps):
         assert summary[f"mse_tuned_learning_rate_{steps}_steps"] in config.lr_grid
     assert (tmp_path / "loss_curves.png").stat().st_size > 0
+
+
+def test_clip_by_norm_by_hand():
+    grads = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([[4.0]])}  # norm 5
+    clipped = learned_loss.clip_by_norm(grads, 1.0)
+    np.testing.assert_allclose(clipped["a"], [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped["b"], [[0.8]], rtol=1e-6)
+    chex.assert_trees_all_close(learned_loss.clip_by_norm(grads, 10.0), grads)
+    assert learned_loss.clip_by_norm(grads, None) is grads
+
+
+def test_clipped_inner_steps_stay_bounded_where_plain_sgd_overflows():
+    # a loss 1e4 x the MSE stands for a learned loss with a steep slope: plain
+    # SGD overflows (the old behaviour behind the NaN meta-losses); clipped,
+    # every step moves the regressor by at most lr * clip_norm
+    def steep(phi, prediction, target):
+        return 1e4 * learned_loss.mse_loss(phi, prediction, target)
+
+    @jax.jit
+    def run(key):
+        keys = jax.random.split(key)
+        task = sinusoid.sample_task(keys[0], 5, 7)
+        params = learned_loss.init_regressor(keys[1], sizes=(1, 6, 1))
+        plain = learned_loss.train_regressor(steep, None, params, task, 0.1, 12)
+        clipped = [params]
+        for _ in range(12):  # one clipped step at a time
+            step, _ = learned_loss.train_regressor(
+                steep, None, clipped[-1], task, 0.1, 1, clip_norm=1.0
+            )
+            clipped.append(step)
+        return plain, clipped
+
+    (_, plain_curve), clipped = run(jax.random.key(3))
+    assert not np.all(np.isfinite(plain_curve))
+    for before, after in zip(clipped[:-1], clipped[1:], strict=True):
+        moved = jax.tree.map(lambda a, b: a - b, after, before)
+        norm = np.sqrt(sum(float(jnp.sum(m * m)) for m in jax.tree.leaves(moved)))
+        assert norm <= 0.1 * 1.0 * (1 + 1e-5)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(clipped[-1]))
+
+
+def test_meta_loss_finite_for_a_steep_learned_loss_only_when_clipped():
+    @jax.jit
+    def run(key):
+        phi = learned_loss.init_loss_net(key, 4, 0.0)
+        phi[-1]["w"] = phi[-1]["w"] * 1e3  # a learned term of slope ~1e3
+        loss = lambda phi, clip: learned_loss.meta_loss(
+            phi, jax.random.key(1), 0.05, 10, 5, 5, 2, "mse", clip
+        )
+        return loss(phi, None), jax.value_and_grad(loss)(phi, 10.0)
+
+    plain, (clipped, grad) = run(jax.random.key(0))
+    assert not np.isfinite(plain)
+    assert np.isfinite(clipped)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(grad))
+
+
+def test_inner_clip_config_zero_is_off_and_negative_is_refused():
+    config = learned_loss_config.get_config("smoke")
+    assert train_learned_loss.inner_clip(config) == config.inner_clip_norm
+    config.inner_clip_norm = 0.0
+    assert train_learned_loss.inner_clip(config) is None
+    config.inner_clip_norm = -1.0
+    with pytest.raises(ConfigError, match="inner_clip_norm"):
+        train_learned_loss.inner_clip(config)
