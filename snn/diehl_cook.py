@@ -11,9 +11,19 @@ fixed random 0-10 ms delays; each excitatory neuron excites one inhibitory
 neuron that inhibits all other excitatory ones (winner-take-all).
 Excitatory thresholds adapt (+theta_plus per spike, decaying with a 1e7 ms
 time constant while learning), and before each presentation each neuron's
-input weights are rescaled to sum to 78. Learning is the paper's
-nearest-spike STDP with a second post trace: on a pre spike w -= nu_pre *
-post1; on a post spike w += nu_post * pre * post2 (value before the spike).
+input weights are rescaled to sum to 78. Learning (`stdp_rule="triplet"`)
+is the authors' script's STDP with a second post trace: on a pre spike
+w -= nu_pre * post1; on a post spike w += nu_post * pre * post2 (value
+before the spike). Variants (not the default; snn/README.md has their
+A/Bs: both worse at 2,000 images, `"power_law"` ~7-8 points better at
+6,000 on two seeds): `"power_law"`, the rule the paper's Methods state
+(Eq. 3): at each post spike w += nu_post * (x_pre - x_tar) * (w_max - w) **
+mu, x_pre +1 per pre spike, no change at pre spikes (x_tar = 0.4 and mu =
+0.2 are the script's unused `STDP_offset` and `exp_ee_post`; a 2012 script
+of Diehl's has it, commented out, as `w += nu_ee_post * (pre -
+STDP_offset) * (wmax_ee - w)**exp_ee_post` with `pre += 1.`; eta = nu_post
+is a guess); `"pair"`, BindsNET's `PostPre` reading: w += nu_post * pre at
+every post spike, no post2 factor.
 If a presentation gives fewer than 5 excitatory spikes the image is shown
 again 32 Hz brighter (at most `max_repeats` times; the authors' loop has no
 limit). After training, learning is off: each neuron is labelled with the
@@ -81,6 +91,11 @@ class DiehlCook:
     nu_pre: float = 1e-4
     nu_post: float = 1e-2
     w_max: float = 1.0
+    # "triplet": the authors' script; "power_law": the paper's Eq. 3;
+    # "pair": BindsNET's PostPre (module docstring)
+    stdp_rule: str = "triplet"
+    x_tar: float = 0.4  # Eq. 3's target trace (the script's STDP_offset)
+    mu: float = 0.2  # Eq. 3's weight dependence (the script's exp_ee_post)
     weight_sum: float = 78.0
     min_spikes: int = 5
     max_repeats: int = 5

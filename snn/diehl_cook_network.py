@@ -119,6 +119,7 @@ def simulate(
     """
     dt, slots, n = model.dt, num_delay_slots(model), model.num_neurons
     inputs = model.num_inputs
+    power_law = model.stdp_rule == "power_law"
     decay = decays(model)
     refrac_e, refrac_i = refractory_steps(model)
     lateral = model.w_ie * (1.0 - jnp.eye(n))
@@ -147,7 +148,8 @@ def simulate(
         # 2. connections: deliver input at its delay, E -> I, I -> E, STDP
         pre = c["pre"] * decay["tau_pre"]
         if learn:
-            pre = jnp.where(spiked, 1.0, pre)
+            # the paper's Eq. 3 trace adds 1 per spike, the script's is set to 1
+            pre = pre + spiked if power_law else jnp.where(spiked, 1.0, pre)
             c["pre_hist"] = c["pre_hist"].at[slot].set(pre)
             # this step's input spikes, then those of step t - D (depression)
             both = jnp.concatenate([spiked, c["spiked_hist"][slot]])
@@ -162,7 +164,9 @@ def simulate(
                     mode="fill", fill_value=0.0
                 )
                 arrivals = deliver(model, rows[: len(new)], arrivals, delays, t, new)
-                w = depress(model, w, rows[len(new) :], delays, t, old, c["post1_hist"])
+                if not power_law:  # Eq. 3 changes w at post spikes only
+                    post1_hist = c["post1_hist"]
+                    w = depress(model, w, rows[len(new) :], delays, t, old, post1_hist)
                 return w, arrivals
 
             w, arrivals = for_chunks(
@@ -257,8 +261,17 @@ def potentiate(model, w, delays_t, t, ks, pre_hist, post2_before):
     slots, inputs = num_delay_slots(model), jnp.arange(model.num_inputs)
     d = delays_t.at[ks].get(mode="fill", fill_value=0)  # (K, 784)
     pre = pre_hist.reshape(-1)[((t - d) % slots) * model.num_inputs + inputs]
-    gain = model.nu_post * post2_before.at[ks].get(mode="fill", fill_value=0.0)
-    new = w.at[:, ks].get(mode="fill", fill_value=0.0) + pre.T * gain
+    cols = w.at[:, ks].get(mode="fill", fill_value=0.0)
+    if model.stdp_rule == "power_law":  # the paper's Eq. 3
+        # normalisation can lift a weight above w_max: no growth room left
+        room = jnp.maximum(model.w_max - cols, 0.0)
+        change = (pre.T - model.x_tar) * room**model.mu
+        new = cols + model.nu_post * change
+    else:
+        gain = model.nu_post * post2_before.at[ks].get(mode="fill", fill_value=0.0)
+        if model.stdp_rule == "pair":  # BindsNET's PostPre: no post2 factor
+            gain = jnp.full_like(gain, model.nu_post)
+        new = cols + pre.T * gain
     return w.at[:, ks].set(jnp.clip(new, 0.0, model.w_max), mode="drop")
 
 

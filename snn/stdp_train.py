@@ -43,6 +43,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.input_delay_ms={config.input_delay_ms} must be in [0, 1000] "
             "(10 = the authors' 0-10 ms input delays, 0 = none)."
         )
+    if config.stdp_rule not in ("triplet", "power_law", "pair"):
+        raise ConfigError(
+            f"config.stdp_rule={config.stdp_rule!r}; use 'triplet' (the authors' "
+            "script), 'power_law' (the paper's Eq. 3) or 'pair' (BindsNET)."
+        )
     if config.conductance_decay not in ("exact", "euler"):
         raise ConfigError(
             f"config.conductance_decay={config.conductance_decay!r}; use 'exact' "
@@ -82,6 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         tau_theta=config.tau_theta,
         conductance_decay=config.conductance_decay,
         input_delay_ms=config.input_delay_ms,
+        stdp_rule=config.stdp_rule,
     )
     key_init, key_train, key_label, key_test = jax.random.split(
         jax.random.key(config.seed), 4
@@ -132,6 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "tau_theta_ms": model.tau_theta,
         "conductance_decay": model.conductance_decay,
         "input_delay_ms": model.input_delay_ms,
+        "stdp_rule": model.stdp_rule,
+        "mean_largest_weight": float(state.weights.max(0).mean()),
         "train_seconds_this_run": train_seconds,
         "wall_seconds_this_run": time.time() - start,
         "simplifications": (

@@ -313,9 +313,64 @@ def test_refractory_period_is_5_ms_not_a_50_ms_lockout():
 
 
 def test_bad_timer_rate_or_conductance_decay_names_the_field():
-    bad = (("timer_rate", 0.0), ("conductance_decay", "rk4"), ("input_delay_ms", -1))
+    bad = (
+        ("timer_rate", 0.0), ("conductance_decay", "rk4"), ("input_delay_ms", -1),
+        ("stdp_rule", "nearest"),
+    )  # fmt: skip
     for field, value in bad:
         config = stdp_mnist.get_config("smoke")
         config[field] = value
         with pytest.raises(ConfigError, match=f"config.{field}"):
             stdp_train.validate_config(config)
+
+
+def test_stdp_rules_by_hand():
+    """`stdp_rule`, the paper's Eq. 3 (`"power_law"`): at a post spike every
+    input weight moves by nu_post * (x_pre - x_tar) * (w_max - w) ** mu, with
+    x_pre +1 per input spike (not set to 1), and pre spikes do not depress.
+    No delays, dt 0.5 ms: inputs A (40, w 0.9) spike at steps 0 and 1, B (8,
+    w 0.9) at step 0, C (16, w 0.5) never; ge = 48 * 0.9 from step 0 lifts v
+    by 0.5 * 43.2 * 65 / 100 = 14.04 mV, so the neuron fires at step 1 (and
+    only then). Input 0 starts at 1.2, above w_max (normalisation can do
+    that): no growth room, (w_max - w) ** mu is not NaN, it is clipped to 1.
+    The authors' script (`"triplet"`) changes nothing but that clip here:
+    post2before is 0 at a first spike and depression waits one step;
+    BindsNET's `"pair"` rule has no post2 factor."""
+    base = diehl_cook.DiehlCook(num_neurons=1, num_inputs=64, input_delay_ms=0.0)
+    weights = jnp.concatenate([jnp.full((48, 1), 0.9), jnp.full((16, 1), 0.5)])
+    weights = weights.at[0, 0].set(1.2)
+    spikes = np.zeros((2, 64), bool)
+    spikes[:, :40], spikes[0, 40:48] = True, True
+    delays = jnp.zeros((64, 1), jnp.int32)
+    theta = jnp.full((1,), base.theta_init)
+    rules = ("power_law", "triplet", "pair")
+    models = [dataclasses.replace(base, stdp_rule=r) for r in rules]
+
+    @jax.jit
+    def run():
+        return [
+            network.simulate(
+                m, network.rest_state(m), weights, theta, delays, spikes, True
+            )
+            for m in models
+        ]
+
+    (_, w, _, counts), (_, w_triplet, _, counts_t), (_, w_pair, _, _) = run()
+    np.testing.assert_array_equal(counts, [1.0])
+    np.testing.assert_array_equal(counts_t, [1.0])
+    decay, m = np.exp(-0.5 / 20.0), base
+    expected = np.concatenate([
+        np.full(40, 0.9 + m.nu_post * (1 + decay - m.x_tar) * 0.1**m.mu),
+        np.full(8, 0.9 + m.nu_post * (decay - m.x_tar) * 0.1**m.mu),
+        np.full(16, 0.5 - m.nu_post * m.x_tar * 0.5**m.mu),
+    ])  # fmt: skip
+    expected[0] = 1.0
+    np.testing.assert_allclose(np.asarray(w)[:, 0], expected, rtol=1e-6)
+    np.testing.assert_array_equal(w_triplet, np.minimum(weights, 1.0))
+    # BindsNET's pair rule: + nu_post * pre (set to 1, not added) at any spike
+    pair = np.concatenate([
+        np.full(40, 0.9 + m.nu_post), np.full(8, 0.9 + m.nu_post * decay),
+        np.full(16, 0.5),
+    ])  # fmt: skip
+    pair[0] = 1.0
+    np.testing.assert_allclose(np.asarray(w_pair)[:, 0], pair, rtol=1e-6)
