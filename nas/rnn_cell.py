@@ -84,6 +84,12 @@ def init_range(hidden: int) -> float:
     return 0.1 if hidden <= 300 else 0.05 if hidden <= 400 else 0.04
 
 
+def uniform_init(key: jax.Array, shape: tuple[int, ...], hidden: int) -> jax.Array:
+    """U(-r, r) float32 with r = `init_range(hidden)`, drawn flat (`shared.draws`)."""
+    limit = init_range(hidden)
+    return draws.flat(jax.random.uniform, key, shape, minval=-limit, maxval=limit)
+
+
 def init(
     key: jax.Array,
     num_nodes: int,
@@ -101,21 +107,9 @@ def init(
     """
     count = num_nodes - 1 if standalone else num_pairs(num_nodes)
     key_prev, key_nodes = jax.random.split(key)
-    limit = init_range(hidden)
-
-    def uniform(key, shape):
-        return draws.flat(
-            jax.random.uniform,
-            key,
-            shape,
-            dtype=jnp.float32,
-            minval=-limit,
-            maxval=limit,
-        )
-
     params = {
-        "w_prev": uniform(key_prev, (2 * hidden, 2 * hidden)),
-        "w_nodes": uniform(key_nodes, (count, hidden, 2 * hidden)),
+        "w_prev": uniform_init(key_prev, (2 * hidden, 2 * hidden), hidden),
+        "w_nodes": uniform_init(key_nodes, (count, hidden, 2 * hidden), hidden),
     }
     if batch_norm:
         params["bn_scale"] = jnp.ones((num_nodes, 2 * hidden), jnp.float32)

@@ -73,15 +73,8 @@ class LMConfig:
 def init(key: jax.Array, config: LMConfig, standalone: bool = False) -> dict:
     """{"embedding": (V, H), "cell": ...} with the official uniform init."""
     key_emb, key_cell = jax.random.split(key)
-    limit = rnn_cell.init_range(config.hidden)
-    shape = (config.vocab_size, config.hidden)
-    embedding = draws.flat(
-        jax.random.uniform,
-        key_emb,
-        shape,
-        dtype=jnp.float32,
-        minval=-limit,
-        maxval=limit,
+    embedding = rnn_cell.uniform_init(
+        key_emb, (config.vocab_size, config.hidden), config.hidden
     )
     cell = rnn_cell.init(
         key_cell, config.num_nodes, config.hidden, standalone, config.batch_norm
