@@ -57,12 +57,14 @@ class GAConfig:
     def __post_init__(self):
         if self.tournament not in ("paper", "winner_keeps"):
             raise ConfigError(
-                f"tournament={self.tournament!r}; use 'paper' or 'winner_keeps'."
+                f"tournament={self.tournament!r}; use 'paper' or 'winner_keeps' "
+                "(--config.tournament)."
             )
         if self.tournament == "winner_keeps" and self.schedule != "serial":
             raise ConfigError(
-                "tournament='winner_keeps' needs schedule='serial' (members of a "
-                "tournament train one after the other from the same bank)."
+                "tournament='winner_keeps' needs schedule='serial' (--config.schedule; "
+                "members of a tournament train one after the other from the same "
+                "bank)."
             )
 
 

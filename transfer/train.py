@@ -46,14 +46,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.schedule={config.schedule!r}; use 'serial' or 'synchronous'."
         )
-    if config.tournament not in ("paper", "winner_keeps"):
-        raise ConfigError(
-            f"config.tournament={config.tournament!r}; use 'paper' or 'winner_keeps'."
-        )
-    if config.tournament == "winner_keeps" and config.schedule != "serial":
-        raise ConfigError(
-            "config.tournament='winner_keeps' needs --config.schedule=serial."
-        )
+    protocol.make_ga(config)  # GAConfig checks config.tournament against the schedule
     if config.init not in ("torch", "tf"):
         raise ConfigError(f"config.init={config.init!r}; use 'torch' or 'tf'.")
     if config.optimizer not in ("sgd", "adam", "rmsprop"):

@@ -167,7 +167,7 @@ def test_smoke_run_end_to_end_and_resume(tmp_path):
         ("optimizer", "lbfgs", "optimizer"),
         ("salt_pepper_once", True, "salt_pepper"),
         ("tournament", "knockout", "tournament"),
-        ("tournament", "winner_keeps", "schedule=serial"),  # smoke: synchronous
+        ("tournament", "winner_keeps", "schedule='serial'"),  # smoke: synchronous
         ("init", "xavier", "init"),
     ],
 )
