@@ -41,19 +41,24 @@ FIELDS = {
 }
 
 
+def number(value) -> float:
+    """A summary value as a float; null (how summary.json stores NaN) is NaN."""
+    return math.nan if value is None else float(value)
+
+
 def make_record(preset, experiment, metric, runs) -> dict:
     """A ledger record from `runs`: [(seed, summary, run_info)] of one experiment."""
-    values = [float(summary[metric.key]) for _, summary, _ in runs]
+    values = [number(summary[metric.key]) for _, summary, _ in runs]
     value = float(np.mean(values))
     ci_low = ci_high = None
     if len(values) > 1:
         half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
         ci_low, ci_high = value - half, value + half
     elif metric.ci_key and metric.ci_key in runs[0][1]:
-        half = float(runs[0][1][metric.ci_key])
+        half = number(runs[0][1][metric.ci_key])
         ci_low, ci_high = value - half, value + half
     elif metric.ci_keys and all(k in runs[0][1] for k in metric.ci_keys):
-        ci_low, ci_high = (float(runs[0][1][k]) for k in metric.ci_keys)
+        ci_low, ci_high = (number(runs[0][1][k]) for k in metric.ci_keys)
     info = runs[0][2]
     return {
         "experiment": f"{experiment.area}/{experiment.name}",

@@ -147,7 +147,7 @@ def reproduce(preset, workdir, only, data_dir, command) -> dict:
                 print(
                     f"[{index}/{total}] {name} seed {seed}: "
                     f"{'already finished' if skipped else 'done'}, "
-                    f"{first.key}={summary[first.key]:.4g} "
+                    f"{first.key}={ledger_lib.number(summary[first.key]):.4g} "
                     f"({report_lib.clock(info['wall_seconds'])})"
                 )
                 finished.append(f"{name} seed {seed}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 from typing import Any
 
@@ -49,14 +50,32 @@ def unlock(workdir: str) -> None:
         handle.close()
 
 
+def _strict(obj: Any) -> Any:
+    """Non-finite floats as null: NaN / Infinity are not JSON, and strict readers
+    (jq, JavaScript, `json.loads(..., parse_constant=...)`) reject them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def write_json(workdir: str, name: str, obj: Any) -> str:
-    """Writes `workdir/name` atomically (tmp + rename) from process 0."""
+    """Writes `workdir/name` atomically (tmp + rename) from process 0.
+
+    Non-finite floats (e.g. a rate from a resumed run that had no step left to
+    time) are written as null, so the file is strict JSON.
+    """
     path = os.path.join(workdir, name)
     if is_main_process():
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            json.dump(
+                _strict(obj), f, indent=2, sort_keys=True, default=str, allow_nan=False
+            )
             f.write("\n")
         os.replace(tmp, path)
     return path
