@@ -27,11 +27,21 @@ run can overflow within its horizon.
 a near-constant: fresh regressors train as on the MSE from the first
 meta-step. A loss from scratch (`base="none"`) usually moved the regressors the
 wrong way at first, and meta-training collapsed to a loss with ~0 gradient.
+
+The authors' own setting (facebookresearch/LearningToLearn, `ml3/`) is built
+from switches here, not a copy: `init_loss_net(variant="paper")` (inputs
+(prediction, target), no biases, Xavier-uniform weights, the whole loss with
+`base="none"`), `make_task_sampler(score_on="support")` (the meta-objective
+and the test score on the training points themselves), `meta_loss(task_key=)`
+(the same task(s) every meta-step, fresh regressor initialisations) and
+`init_regressor(init="xavier" | "torch")` (their meta-training reset and
+PyTorch's default `nn.Linear` init, which their test regressors keep).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -46,19 +56,59 @@ def _dense(key: jax.Array, n_in: int, n_out: int, scale: float) -> dict:
     return {"w": w * scale / jnp.sqrt(n_in), "b": jnp.zeros((n_out,))}
 
 
+def _uniform(key: jax.Array, shape: tuple, bound) -> jax.Array:
+    # drawn flat, as in `_dense`
+    flat = jax.random.uniform(key, (math.prod(shape),), minval=-bound, maxval=bound)
+    return flat.reshape(shape)
+
+
+def _xavier(key: jax.Array, n_in: int, n_out: int) -> jax.Array:
+    """Glorot & Bengio 2010 uniform weights, gain 1 (`nn.init.xavier_uniform_`)."""
+    return _uniform(key, (n_in, n_out), math.sqrt(6.0 / (n_in + n_out)))
+
+
+def _affine(layer: dict, h: jax.Array) -> jax.Array:
+    # a layer without "b" is bias-free (the ML3 code's loss network)
+    return h @ layer["w"] + layer["b"] if "b" in layer else h @ layer["w"]
+
+
 LOSS_BASES = ("none", "mse")
+LOSS_NETS = ("residual", "paper")
+REGRESSOR_INITS = ("lecun", "xavier", "torch")
+SCORE_ON = ("query", "support")
 
 
-def init_loss_net(key: jax.Array, hidden: int = 50, out_bias: float = 0.0) -> list:
-    """The meta-loss network: (prediction, target, prediction - target) ->
-    2-hidden-layer ReLU MLP -> softplus; `out_bias` starts the output layer's
-    bias (a low one makes the learned term small and flat at first)."""
-    sizes = (3, hidden, hidden, 1)
+def init_loss_net(
+    key: jax.Array,
+    hidden: int = 50,
+    out_bias: float = 0.0,
+    variant: str = "residual",
+) -> list:
+    """The meta-loss network M_phi: a 2-hidden-layer ReLU MLP -> softplus.
+
+    `variant="residual"` (ours): inputs (prediction, target, prediction -
+    target), He-scaled normal weights, biases, the output bias started at
+    `out_bias` (a low one makes the learned term small and flat at first).
+    `variant="paper"` (the ML3 code's `ML3_SineRegressionLoss`): inputs
+    (prediction, target), no biases, Xavier-uniform weights; `out_bias` must
+    be 0 (there is no bias to start).
+    """
+    if variant not in LOSS_NETS:
+        raise ValueError(
+            f"variant={variant!r}; set config.loss_net to one of {LOSS_NETS}"
+        )
+    n_inputs = 3 if variant == "residual" else 2
+    sizes = (n_inputs, hidden, hidden, 1)
     keys = jax.random.split(key, len(sizes) - 1)
-    layers = [
-        _dense(k, n_in, n_out, jnp.sqrt(2.0))
-        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
-    ]
+    pairs = zip(keys, sizes[:-1], sizes[1:], strict=True)
+    if variant == "paper":
+        if out_bias != 0:
+            raise ValueError(
+                f"out_bias={out_bias} with a bias-free loss network; set "
+                "config.loss_out_bias=0 (or config.loss_net='residual')"
+            )
+        return [{"w": _xavier(k, n_in, n_out)} for k, n_in, n_out in pairs]
+    layers = [_dense(k, n_in, n_out, jnp.sqrt(2.0)) for k, n_in, n_out in pairs]
     layers[-1]["b"] = layers[-1]["b"] + out_bias
     return layers
 
@@ -70,16 +120,21 @@ def learned_loss(
     plus the MSE when `base="mse"` (a learned correction to the MSE).
 
     The softplus keeps the loss bounded below, so descending it cannot run off
-    to minus infinity. The residual is a third input: from (prediction,
-    target) alone a ReLU net, piecewise linear, rarely found a minimum at
-    prediction = target (meta-training collapsed to a loss with ~0 gradient).
+    to minus infinity. The residual is a third input when `phi` has three
+    input rows (`variant="residual"`): from (prediction, target) alone a ReLU
+    net, piecewise linear, rarely found a minimum at prediction = target in
+    our protocol (meta-training collapsed to a loss with ~0 gradient); the
+    paper's network (two input rows) sees only (prediction, target).
     """
     if base not in LOSS_BASES:
         raise ValueError(f"base={base!r}; set config.loss_base to one of {LOSS_BASES}")
-    h = jnp.concatenate([prediction, target, prediction - target], axis=-1)
+    inputs = [prediction, target]
+    if phi[0]["w"].shape[0] == 3:
+        inputs.append(prediction - target)
+    h = jnp.concatenate(inputs, axis=-1)
     for layer in phi[:-1]:
-        h = jax.nn.relu(h @ layer["w"] + layer["b"])
-    value = jax.nn.softplus(h @ phi[-1]["w"] + phi[-1]["b"]).mean()
+        h = jax.nn.relu(_affine(layer, h))
+    value = jax.nn.softplus(_affine(phi[-1], h)).mean()
     if base == "mse":
         value = value + mse_loss(phi, prediction, target)
     return value
@@ -90,14 +145,69 @@ def mse_loss(phi, prediction: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean((prediction - target) ** 2)
 
 
-def init_regressor(key: jax.Array, sizes=(1, 40, 40, 1)) -> list:
-    """A fresh 1-40-40-1 ReLU regressor (`sinusoid.mlp` applies it); LeCun-normal
-    weights keep the initial outputs near the targets' scale on x in [-5, 5]."""
+def init_regressor(key: jax.Array, sizes=(1, 40, 40, 1), init: str = "lecun") -> list:
+    """A fresh ReLU regressor, 1-40-40-1 by default (`sinusoid.mlp` applies it).
+
+    `init`: "lecun" (ours) normal weights of variance 1/fan_in, zero biases,
+    keeping the initial outputs near the targets' scale on x in [-5, 5];
+    "xavier": Xavier-uniform weights, zero biases (the ML3 code's
+    `SineModel.reset`, used at every meta-step); "torch": weights and biases
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's `nn.Linear` default, which
+    the ML3 code's test regressors keep (they are never reset).
+    """
+    if init not in REGRESSOR_INITS:
+        raise ValueError(
+            f"init={init!r}; set config.regressor_init / config.test_regressor_init "
+            f"to one of {REGRESSOR_INITS}"
+        )
     keys = jax.random.split(key, len(sizes) - 1)
-    return [
-        _dense(k, n_in, n_out, 1.0)
-        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
-    ]
+    layers = []
+    for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True):
+        if init == "lecun":
+            layers.append(_dense(k, n_in, n_out, 1.0))
+        elif init == "xavier":
+            layers.append({"w": _xavier(k, n_in, n_out), "b": jnp.zeros((n_out,))})
+        else:
+            key_w, key_b = jax.random.split(k)
+            bound = 1.0 / math.sqrt(n_in)
+            layers.append(
+                {
+                    "w": _uniform(key_w, (n_in, n_out), bound),
+                    "b": _uniform(key_b, (n_out,), bound),
+                }
+            )
+    return layers
+
+
+def make_task_sampler(
+    k_shot: int,
+    n_query: int,
+    amplitudes=sinusoid.AMPLITUDE,
+    phases=sinusoid.PHASE,
+    inputs=sinusoid.INPUT_RANGE,
+    score_on: str = "query",
+):
+    """`key -> Episode` of sine tasks drawn from the given uniform ranges.
+
+    `score_on="query"` (ours): K support points to train on, `n_query` new
+    points to score on. `score_on="support"` (the ML3 code): the query IS the
+    support (`n_query` unused), so the meta-objective and the test score are
+    the MSE on the training points themselves.
+    """
+    if score_on not in SCORE_ON:
+        raise ValueError(
+            f"score_on={score_on!r}; set config.score_on to one of {SCORE_ON}"
+        )
+
+    def sample(key: jax.Array) -> Episode:
+        if score_on == "query":
+            return sinusoid.sample_task(
+                key, k_shot, n_query, amplitudes, phases, inputs
+            )
+        task = sinusoid.sample_task(key, k_shot, 0, amplitudes, phases, inputs)
+        return Episode(task.support_x, task.support_y, task.support_x, task.support_y)
+
+    return sample
 
 
 def clip_by_norm(grads, clip_norm: float | None):
@@ -150,22 +260,32 @@ def meta_loss(
     key: jax.Array,
     lr: float,
     steps: int,
-    k_shot: int,
-    n_query: int,
+    sample,
     meta_batch: int,
     base: str = "none",
     clip_norm: float | None = None,
+    init_params=init_regressor,
+    task_key: jax.Array | None = None,
 ) -> jax.Array:
     """Mean query MSE after `steps` inner steps on the learned loss (with
-    `base`, inner gradients clipped to `clip_norm`), over `meta_batch` tasks,
-    each with a fresh regressor initialisation."""
+    `base`, inner gradients clipped to `clip_norm`), over `meta_batch` tasks
+    from `sample` (a `make_task_sampler`), each with a fresh regressor from
+    `init_params(key)`.
+
+    Tasks are new every call (drawn from `key`), or, given `task_key`, the
+    same `meta_batch` tasks every call (the ML3 code meta-trains on one fixed
+    task); the regressor initialisations always come from `key`.
+    """
     loss_fn = functools.partial(learned_loss, base=base)
 
-    def one(key):
-        key_task, key_init = jax.random.split(key)
-        task = sinusoid.sample_task(key_task, k_shot, n_query)
-        params = init_regressor(key_init)
+    def one(key_task, key_init):
+        task = sample(key_task)
+        params = init_params(key_init)
         _, curve = train_regressor(loss_fn, phi, params, task, lr, steps, clip_norm)
         return curve[-1]
 
-    return jax.vmap(one)(jax.random.split(key, meta_batch)).mean()
+    pairs = jax.vmap(jax.random.split)(jax.random.split(key, meta_batch))
+    task_keys, init_keys = pairs[:, 0], pairs[:, 1]
+    if task_key is not None:
+        task_keys = jax.random.split(task_key, meta_batch)
+    return jax.vmap(one)(task_keys, init_keys).mean()

@@ -26,11 +26,13 @@ def sample_task(
     n_query: int,
     amplitudes: tuple[float, float] = AMPLITUDE,
     phases: tuple[float, float] = PHASE,
+    inputs: tuple[float, float] = INPUT_RANGE,
 ) -> Episode:
     """One sinusoid task: (K, 1) support and (Q, 1) query inputs and targets.
 
-    `amplitudes` and `phases` are the uniform ranges (wider ones make
-    out-of-distribution tasks).
+    `amplitudes`, `phases` and `inputs` are the uniform ranges (wider ones make
+    out-of-distribution tasks; a range (a, a) fixes the value, as ML3's code
+    does for its single training task).
     """
     key_amp, key_phase, key_x = jax.random.split(key, 3)
     amplitude = jax.random.uniform(
@@ -38,7 +40,7 @@ def sample_task(
     )
     phase = jax.random.uniform(key_phase, (), minval=phases[0], maxval=phases[1])
     x = jax.random.uniform(
-        key_x, (k_shot + n_query, 1), minval=INPUT_RANGE[0], maxval=INPUT_RANGE[1]
+        key_x, (k_shot + n_query, 1), minval=inputs[0], maxval=inputs[1]
     )
     y = amplitude * jnp.sin(x - phase)
     return Episode(x[:k_shot], y[:k_shot], x[k_shot:], y[k_shot:])

@@ -2,16 +2,31 @@
 
     python -m scripts.train --config=metalearn/configs/learned_loss.py:quick \
         --workdir=workdirs/learned_loss
+    python -m scripts.train --config=metalearn/configs/learned_loss.py:paper \
+        --workdir=workdirs/ml3_paper_s0 [--config.seed=S] [--config.test_tasks=200]
 
-Variants `smoke`, `quick`, `paper`. Tasks y = A sin(x - phase) as in MAML
-(A in [0.1, 5], phase in [0, pi], x in [-5, 5]); K = 20 support points; a
-fresh 1-40-40-1 ReLU regressor per task; `inner_steps` SGD steps at
-`inner_lr` on the learned loss during meta-training (every inner step,
-learned or MSE, clipped to gradient norm `inner_clip_norm`); the loss network is
-2 x 50 ReLU units with a softplus output, meta-trained with Adam 1e-3 on a
-clipped meta-gradient. Test:
-fresh regressors trained `test_steps` steps; out-of-distribution tasks have
-A in [5, 10] and phase in [pi, 2 pi].
+Variants `smoke`, `quick` (our harder protocol) and `paper` (the authors'
+protocol, facebookresearch/LearningToLearn `ml3/sine_regression_task.py` and
+`ml3/experiments/run_sine_regression_exp.py`).
+
+`quick`: tasks y = A sin(x - phase) as in MAML (A in [0.1, 5], phase in
+[0, pi], x in [-5, 5]); K = 20 support points; a fresh 1-40-40-1 ReLU
+regressor per task; `inner_steps` SGD steps at `inner_lr` on the learned loss
+during meta-training (every inner step, learned or MSE, clipped to gradient
+norm `inner_clip_norm`), scored on new query points; the loss network is
+2 x 50 ReLU units with a softplus output on (prediction, target, residual),
+added to the MSE, meta-trained with Adam 1e-3 on a clipped meta-gradient.
+Test: fresh regressors trained `test_steps` steps; out-of-distribution tasks
+have A in [5, 10] and phase in [pi, 2 pi].
+
+`paper`: the loss network sees (prediction, target) only, has no biases,
+Xavier init, and is the whole loss; meta-training uses ONE fixed task (A = 1,
+phase pi, 100 points x in [-2, 2]), fresh Xavier-initialised 1-100-10-1
+regressors, ONE inner SGD step at 0.001, meta-objective = the MSE on the same
+100 points after that step, Adam 1e-3 for 500 steps, nothing clipped. Test:
+10 tasks (A in [0.2, 5], phase in [-pi, pi], 100 points x in [-5, 5]), fresh
+regressors with PyTorch's default init, 100 SGD steps at 0.001, scored on the
+training points. Out of distribution here: A in [5, 10].
 """
 
 import math
@@ -32,6 +47,24 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.variant = variant
     config.seed = 0
     config.data_dir = ml_collections.config_dict.placeholder(str)  # unused
+    # the loss network: "residual" (ours) or "paper" (see the docstring)
+    config.loss_net = "residual"
+    # score the meta-objective and the test on new "query" points (ours) or
+    # on the training points themselves ("support", the ML3 code)
+    config.score_on = "query"
+    # False: new tasks every meta-step; True: the same meta_batch tasks
+    # every meta-step (the ML3 code: one task)
+    config.fixed_meta_tasks = False
+    config.train_amplitude = (0.1, 5.0)  # = sinusoid.AMPLITUDE etc.
+    config.train_phase = (0.0, math.pi)
+    config.train_inputs = (-5.0, 5.0)
+    config.test_amplitude = (0.1, 5.0)
+    config.test_phase = (0.0, math.pi)
+    config.test_inputs = (-5.0, 5.0)
+    config.regressor_hidden = (40, 40)
+    # "lecun", "xavier" (ML3 code, meta-training) or "torch" (its test)
+    config.regressor_init = "lecun"
+    config.test_regressor_init = "lecun"
     config.k_shot = 20
     config.n_query = 20
     config.test_query = 100
@@ -58,7 +91,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     # meta-gradient and tied the MSE exactly) or blew up to NaN (other init)
     config.learning_rate = 1e-3
     config.clip_norm = 1.0
-    config.num_steps = {"smoke": 4, "quick": 1000, "paper": 20000}[variant]
+    config.num_steps = {"smoke": 4, "quick": 1000, "paper": 500}[variant]
     config.test_steps = 100
     config.test_tasks = 8 if variant == "smoke" else 200
     config.test_seed = 1234
@@ -68,6 +101,33 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     config.lr_grid = (0.001, 0.003, 0.01, 0.02, 0.03, 0.05)
     config.log_every = 2 if variant == "smoke" else 250
     config.checkpoint_every = 4 if variant == "smoke" else 1000
+    if variant == "paper":
+        config.loss_net = "paper"
+        config.loss_base = "none"
+        config.loss_out_bias = 0.0
+        config.score_on = "support"
+        config.fixed_meta_tasks = True
+        config.meta_batch = 1
+        config.k_shot = 100
+        config.n_query = 0
+        config.test_query = 0
+        config.train_amplitude = (1.0, 1.0)
+        config.train_phase = (math.pi, math.pi)
+        config.train_inputs = (-2.0, 2.0)
+        config.test_amplitude = (0.2, 5.0)
+        config.test_phase = (-math.pi, math.pi)
+        config.ood_phase = (-math.pi, math.pi)
+        config.regressor_hidden = (100, 10)
+        config.regressor_init = "xavier"
+        config.test_regressor_init = "torch"
+        config.inner_steps = 1
+        config.inner_lr = 0.001
+        config.inner_clip_norm = 0.0
+        config.clip_norm = 0.0
+        config.test_tasks = 10
+        config.lr_grid = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+        config.log_every = 50
+        config.checkpoint_every = 500
     if variant == "smoke":
         config.loss_hidden = 8
         config.inner_steps = 1
