@@ -3,13 +3,19 @@
     JAX_PLATFORMS=cpu python -m benchmarks.nas_throughput [--layers 6 --width 16]
         [--selects kernel,switch,mask] [--max_pool window|shifted]
 
-Prints JSON lines: train-step time (forward + backward + SGD, one sampled arch
-per step, batch 64 of 28x28x1) for the supernet with `lax.switch`, with masked
-selection, and for the same architecture built as a fixed network (micro space:
-`--space=micro --layers=3 --cells=5 --image_size=14`); then the
-time to sample 1000 architectures and to score their log-probabilities. Each
-number is the median of 3 repeats of `--steps` steps after a warm-up; peak RSS
-is reported beside them.
+Prints JSON lines: train-step time (forward + backward + SGD, batch 64 of
+28x28x1) for the supernet with `lax.switch`, with masked selection, and for the
+same architectures built as fixed networks (micro space: `--space=micro
+--layers=3 --cells=5 --image_size=14`, the `quick` preset's network); then the
+time to sample 1000 architectures and to score their log-probabilities. Issue
+5's target: supernet step with a sampled arch within 1.3x of the same arch as a
+fixed network, so each select is timed on exactly the `--archs` sampled archs
+that are built as fixed networks (the supernet once compiled, the arch as
+data; the fixed network compiled per arch), supernet and child alternating per
+arch and repeat; the `ratio_<select>` row is the mean supernet time over the
+mean fixed time (before 2026-11-27 the supernet cycled over 8 archs and the
+child over the first 2, which weighs different archs). Each number is the
+median of 3 repeats of `--steps` steps after a warm-up; peak RSS beside them.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ def main() -> None:
     parser.add_argument("--space", default="macro", choices=["macro", "micro"])
     parser.add_argument("--cells", type=int, default=5)  # micro: nodes per cell
     parser.add_argument("--image_size", type=int, default=28)
+    parser.add_argument("--archs", type=int, default=2)  # each a fixed-net compile
     args = parser.parse_args()
     supernet_lib.MAX_POOL = args.max_pool
     if args.space == "micro":  # --layers is then the official num_layers
@@ -85,8 +92,8 @@ def main() -> None:
 
     rss = lambda: round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # noqa: E731
 
-    def emit(what, seconds):
-        row = {"what": what, "seconds": seconds, "layers": args.layers}
+    def emit(what, seconds=None, **extra):
+        row = {"what": what, "seconds": seconds, **extra, "layers": args.layers}
         row.update(space=args.space, image_size=size)
         row.update(width=args.width, batch=args.batch, peak_rss_mb=rss())
         row["max_pool"] = args.max_pool
@@ -122,39 +129,40 @@ def main() -> None:
         )
 
     selects = args.selects.split(",")
-    for select in [s for s in selects if s != "mask"]:
-        step = make_step(lambda p, a, x, s=select: net.apply(p, config, a, x, s))
-        state = [params, optimizer.init(params)]
+    archs = archs[: args.archs]  # each also compiled as a fixed network
 
-        def run(i, step=step, state=state):
-            state[:] = step(state[0], state[1], archs[i % len(archs)])
+    def make_run(step, state, arch):
+        def run(i):
+            state[:] = step(state[0], state[1], arch)
             return state[0]
 
-        emit(f"supernet_step_{select}", _time(run, args.steps))
-    fixed = []
-    for arch in archs[:2]:
+        return run
+
+    runs = {}  # (name, arch index) -> run; the supernet compiled once per select
+    for select in selects:
+        step = make_step(lambda p, a, x, s=select: net.apply(p, config, a, x, s))
+        state = [params, optimizer.init(params)]
+        for i, arch in enumerate(archs):
+            runs[select, i] = make_run(step, state, arch)
+    for i, arch in enumerate(archs):
         arch_np = np.asarray(arch)
         child = net.derive(params, config, arch_np)
         step = make_step(
             lambda p, a, x, an=arch_np: net.apply_standalone(p, config, an, x)
         )
-        state = [child, optimizer.init(child)]
-
-        def run(i, step=step, state=state):
-            state[:] = step(state[0], state[1], None)
-            return state[0]
-
-        fixed.append(_time(run, args.steps))
-    emit("fixed_child_step_mean_of_2_archs", float(np.mean(fixed)))
-    for select in [s for s in selects if s == "mask"]:
-        step = make_step(lambda p, a, x, s=select: net.apply(p, config, a, x, s))
-        state = [params, optimizer.init(params)]
-
-        def run(i, step=step, state=state):
-            state[:] = step(state[0], state[1], archs[i % len(archs)])
-            return state[0]
-
-        emit(f"supernet_step_{select}", _time(run, args.steps))
+        runs["fixed", i] = make_run(step, [child, optimizer.init(child)], None)
+    times = {key: [] for key in runs}
+    for repeat in range(3):  # alternate, so drifting load hits every variant
+        for key in runs if repeat % 2 == 0 else reversed(list(runs)):
+            times[key].append(_time(runs[key], args.steps, repeats=1))
+    mean = {}
+    for name in [*selects, "fixed"]:
+        per_arch = [statistics.median(times[name, i]) for i in range(len(archs))]
+        mean[name] = float(np.mean(per_arch))
+        what = "fixed_child_step" if name == "fixed" else f"supernet_step_{name}"
+        emit(f"{what}_mean_of_{len(archs)}_archs", mean[name])
+    for select in selects:
+        emit(f"ratio_{select}", ratio=round(mean[select] / mean["fixed"], 3))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,12 @@ forward + backward + SGD, 2 CPU cores), s/step, supernet vs fixed child, same
 run: autodiff switch + stacked-node gather 0.389 vs 0.237 (1.64x); one-hot
 input alone 0.353 vs gather 0.374 (separate runs); `switch_op` + one-hot
 0.301 vs 0.231 (1.30x) and, final weight gradients, 0.328 vs 0.246 (1.33x);
-kernel 1.08-1.19 s. `derive` cuts the weights down to
-one arch and `apply_standalone` runs it as a fixed network.
+kernel 1.08-1.19 s. With the depthwise weight gradient as fused product-sums
+(`convs._weight_grad`, 2026-11-27; the supernet and the child timed on the
+same 2 archs, alternating): 0.452 vs 0.401 (1.13x; 1.34x before, same
+process) and 0.423 vs 0.362 (1.17x), with other jobs on the 2 cores (nas/README.md).
+`derive` cuts the weights down to one arch and `apply_standalone` runs it as a
+fixed network.
 
 Simplifications (stated in reports): BN without affine parameters, always with
 batch statistics (as `nas/supernet.py`); no auxiliary head, drop-path or
