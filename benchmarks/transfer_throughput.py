@@ -21,8 +21,10 @@ SGD. Six ways to run the same tournaments (P/2 per round):
                  that small copy, the change scattered back; one dispatch per round;
   serial         the same round told the optimizer is plain SGD (`sgd_rate`):
                  `transfer.serial_sgd`, layer 0's updates deferred over blocks of 5
-                 minibatches (one forward GEMM, one Gram matrix and one update GEMM
-                 per block; the same SGD up to float rounding);
+                 minibatches (one forward GEMM, the strictly lower triangle of the
+                 Gram matrix, computed one block ahead, and one update GEMM on
+                 transposed weights per block; loss and accuracy from the stored
+                 logits after the scan; the same SGD up to float rounding);
   serial_winner_keeps  `serial` with `tournament="winner_keeps"` (both members
                  from the same bank on the same minibatches, the winner's copy kept:
                  `schedules.keep_winners`), same compute per tournament;

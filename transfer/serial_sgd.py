@@ -35,6 +35,22 @@ layer 0 alone (ad-hoc script, 2-core CPU) k = 1 / 2 / 5 / 10 took 128 / 116 /
 is the default, and the whole GA round went from 71 to 87 tournaments/s
 (`benchmarks/transfer_throughput.py`, serial_gathered vs serial).
 
+Second pass (profiled with `jax.profiler` and the compiled HLO, P = 64): a block
+of 5 steps ran ~170 XLA kernels, and the update x^T delta had been canonicalised
+into a dot with a transposed operand that XLA:CPU ran off its YNNPACK GEMM path
+(the slowest kernel of the block). Now: layer 0's gathered weights are kept
+TRANSPOSED, (N*units, 784), and the block's deltas are transposed behind an
+`optimization_barrier` (else XLA folds the transpose back into the dot), so all
+three layer-0 GEMMs run on YNNPACK; only the strictly lower block triangle of
+the Gram matrix is computed (rows B.., columns ..(k-1)B), one block AHEAD (it is
+data only, so nothing in the current block waits for it); the loss's logit
+gradient is written out, (softmax - one-hot) / B (a sigmoid for two classes),
+and loss and accuracy are computed in bulk from the stored pre-update logits
+after the scan (optax's label gather, its backward scatter and the argmax were
+~8 kernels per step that no later step needs). About 140 kernels per block. Same SGD
+up to float rounding (tests: the Python loop, the gathered trainer); the GA
+round's speed: transfer/README.md.
+
 Frozen modules (and a repeated gene's copy) have their delta columns zeroed
 before they enter the correction or the update, so their weights change by
 exactly 0 (bit-identical, as in `bank_updates.mask_updates`).
@@ -58,6 +74,18 @@ def block_size(num_minibatches: int, largest_block: int = 5) -> int:
     )
 
 
+def step_statistics(logits: jax.Array, labels: jax.Array):
+    """Per-minibatch mean loss and accuracy: logits (..., B, C), labels (..., B).
+
+    Computed in bulk after the serial scan, from each step's pre-update logits:
+    a step's loss is (16, 2) numbers, so inside the scan its cost is the number
+    of XLA kernels (the reductions, optax's label gather and the argmax were ~8
+    per step), none of which the next step needs.
+    """
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return loss.mean(-1), (logits.argmax(-1) == labels).mean(-1)
+
+
 def make_serial_sgd(spec: pathnet.PathNetSpec, rate: float, largest_block: int = 5):
     """The serial trainer for linear modules under `optax.sgd(rate)`.
 
@@ -70,18 +98,28 @@ def make_serial_sgd(spec: pathnet.PathNetSpec, rate: float, largest_block: int =
         raise ValueError("make_serial_sgd needs linear modules (spec.module).")
     last = spec.num_layers - 1
 
-    def loss_from_first(pre0, rest, keep, labels):
-        """Loss from layer 0's bias-free pre-activations (B, N*units)."""
+    def logits_from_first(pre0, rest, keep):
+        """Logits from layer 0's bias-free pre-activations (B, N*units)."""
         pre = (pre0 + rest["b0"]).reshape(pre0.shape[0], -1, spec.units)
         h = bank_updates.combine_modules(pre, keep[0], spec, last == 0)
         for index, layer in enumerate(rest["layers"], start=1):
             out = pathnet.side_by_side(layer["w"], layer["b"], h, spec)
             h = bank_updates.combine_modules(out, keep[index], spec, index == last)
-        logits = h @ rest["head"]["w"] + rest["head"]["b"]
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (logits.argmax(-1) == labels).mean()
+        return h @ rest["head"]["w"] + rest["head"]["b"]
 
-    grad_fn = jax.value_and_grad(loss_from_first, argnums=(0, 1), has_aux=True)
+    def gradients(pre0, rest, keep, labels):
+        """(logits, (d loss / d pre0, d loss / d rest)) of the mean softmax
+        cross-entropy: its logit gradient is (softmax - one-hot) / B."""
+        logits, backward = jax.vjp(
+            lambda pre0, rest: logits_from_first(pre0, rest, keep), pre0, rest
+        )
+        onehot = labels[:, None] == jnp.arange(logits.shape[-1])
+        if logits.shape[-1] == 2:  # softmax of two logits, elementwise: one kernel
+            probs = jax.nn.sigmoid(logits - logits[:, ::-1])
+        else:
+            probs = jax.nn.softmax(logits)
+        error = (probs - onehot) / logits.shape[0]
+        return logits, backward(error)
 
     def train(params, frozen, paths, images, labels):
         num_minibatches, batch = labels.shape[1:]
@@ -98,45 +136,78 @@ def make_serial_sgd(spec: pathnet.PathNetSpec, rate: float, largest_block: int =
                 "head": jax.tree.map(lambda _: True, params["head"]),
             }
 
+            def floats(block_images):
+                return block_images.reshape(k * batch, -1).astype(jnp.float32) / 255.0
+
+            def lower_gram(x):
+                """Step j needs x_j x_s^T for s < j only: the strictly lower block
+                triangle lies in rows B.., columns ..(k-1)B (0.64 of the full
+                Gram's FLOPs at k = 5)."""
+                return x[batch:] @ x[:-batch].T if k > 1 else jnp.zeros(())
+
+            blocks = (
+                path_images.reshape(-1, k, *path_images.shape[1:]),
+                path_labels.reshape(-1, k, batch),
+            )
+            last_block = blocks[0].shape[0] - 1
+
             def one_block(carry, block):
-                w0, rest = carry
-                block_images, block_labels = block  # (k, B, in), (k, B)
-                x = block_images.reshape(k * batch, -1).astype(jnp.float32) / 255.0
-                pre = (x @ w0).reshape(k, batch, -1)  # at the block's start weights
-                gram = (x @ x.T).reshape(k, batch, k * batch)
-                deltas = jnp.zeros((k * batch, w0.shape[-1]), w0.dtype)
-                stats = []
+                # w0_t: layer 0's gathered weights TRANSPOSED, (N*units, in): the
+                # update is then a plain (N*units, kB) x (kB, in) GEMM, not one
+                # with a transposed (kB, in) operand (measured 1.3x on layer 0).
+                w0_t, rest, gram = carry
+                block_images, block_labels, index = block  # (k, B, in), (k, B), ()
+                x = floats(block_images)
+                # The NEXT block's Gram matrix (data only) is computed here, where
+                # nothing in this block waits for it: XLA's executor can run it
+                # beside this block's serial chain of small kernels.
+                upcoming = jax.lax.dynamic_index_in_dim(
+                    blocks[0], jnp.minimum(index + 1, last_block), keepdims=False
+                )
+                next_gram = lower_gram(floats(upcoming))
+                pre = (x @ w0_t.T).reshape(k, batch, -1)  # at the block's start
+                deltas, logits = [], []
                 for j in range(k):  # unrolled: k is small
-                    pre_j = pre[j] - rate * (gram[j] @ deltas) if j else pre[j]
-                    (loss, acc), (delta, grads) = grad_fn(
+                    pre_j = pre[j]
+                    if j:
+                        rows = gram[(j - 1) * batch : j * batch, : j * batch]
+                        pre_j = pre_j - rate * (rows @ jnp.concatenate(deltas))
+                    step_logits, (delta, grads) = gradients(
                         pre_j, rest, keep, block_labels[j]
                     )
-                    delta = jnp.where(trainable[0], delta, 0.0)
-                    deltas = jax.lax.dynamic_update_slice(deltas, delta, (j * batch, 0))
+                    deltas.append(jnp.where(trainable[0], delta, 0.0))
                     rest = jax.tree.map(
                         lambda p, g, m: jnp.where(m, p - rate * g, p),
                         rest,
                         grads,
                         masks,
                     )
-                    stats.append(jnp.stack([loss, acc]))
-                return (w0 - rate * (x.T @ deltas), rest), jnp.stack(stats)
+                    logits.append(step_logits)
+                # The barrier keeps the transpose: without it XLA folds it into
+                # the dot as a transposed operand, which falls off the fast
+                # (YNNPACK) GEMM path onto a slower one.
+                deltas_t = jax.lax.optimization_barrier(
+                    (rate * jnp.concatenate(deltas)).T
+                )
+                return (w0_t - deltas_t @ x, rest, next_gram), jnp.stack(logits)
 
             rest = {
                 "b0": start[0]["b"],
                 "layers": start[1:],
                 "head": params["head"],
             }
-            blocks = (
-                path_images.reshape(-1, k, *path_images.shape[1:]),
-                path_labels.reshape(-1, k, batch),
+            first_gram = lower_gram(floats(blocks[0][0]))
+            (w0_t, rest, _), logits = jax.lax.scan(
+                one_block,
+                (start[0]["w"].T, rest, first_gram),
+                (*blocks, jnp.arange(last_block + 1)),
             )
-            (w0, rest), stats = jax.lax.scan(one_block, (start[0]["w"], rest), blocks)
-            trained = ({"w": w0, "b": rest["b0"]}, *rest["layers"])
+            trained = ({"w": w0_t.T, "b": rest["b0"]}, *rest["layers"])
             layers = bank_updates.scatter_path(params["layers"], path, trained, start)
-            loss, acc = stats.reshape(-1, 2).mean(axis=0)
-            return {"layers": layers, "head": rest["head"]}, (acc, loss)
+            return {"layers": layers, "head": rest["head"]}, logits
 
-        return jax.lax.scan(one_path, params, (paths, images, labels))
+        params, logits = jax.lax.scan(one_path, params, (paths, images, labels))
+        loss, acc = step_statistics(logits.reshape(*labels.shape, -1), labels)
+        return params, (acc.mean(-1), loss.mean(-1))
 
     return train

@@ -168,6 +168,49 @@ def test_gathered_serial_equals_dense_serial_with_frozen_modules_and_repeats():
                     )
 
 
+@pytest.mark.parametrize("largest_block", [1, 2, 6])
+def test_serial_sgd_equals_python_loop_for_every_block_size(largest_block):
+    """T = 6 in blocks of 1 (no Gram matrix), 2 and 6 (one block: every
+    correction reads the strictly lower Gram triangle up to step 5); blocks of 3
+    are `test_population_round_equals_python_loop`."""
+    params, _, frozen, paths, batch = trainer_inputs()
+    train = jax.jit(serial_sgd.make_serial_sgd(SPEC, LEARNING_RATE, largest_block))
+    got, (fitness, _) = train(params, frozen, paths, batch["image"], batch["label"])
+    want, want_fitness = python_loop_serial(params, paths, batch)
+    np.testing.assert_allclose(fitness, want_fitness, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_serial_sgd_three_classes_equals_gathered_trainer():
+    """More than two classes take the softmax (not the sigmoid) logit gradient;
+    loss and fitness come from the stored logits."""
+    spec = pathnet.PathNetSpec(
+        num_layers=2,
+        num_modules=4,
+        modules_per_layer=2,
+        units=6,
+        input_shape=(12,),
+        num_classes=3,
+    )
+    params = init_params(jax.random.key(0), spec)
+    rng = np.random.default_rng(3)
+    paths = rng.integers(0, 4, (2, 2, 2)).astype(np.int32)
+    images = rng.integers(0, 256, (2, 4, 5, 12), dtype=np.uint8)
+    labels = images[..., :3].argmax(-1).astype(np.int32)
+    frozen = np.zeros((2, 4), bool)
+    gathered = schedules.make_trainers(spec, OPTIMIZER)["serial"]
+    want, _, want_fitness, want_loss = jax.jit(gathered)(
+        params, OPTIMIZER.init(params), frozen, paths, images, labels
+    )
+    train = jax.jit(serial_sgd.make_serial_sgd(spec, LEARNING_RATE, 2))
+    got, (fitness, loss) = train(params, frozen, paths, images, labels)
+    np.testing.assert_allclose(fitness, want_fitness, atol=1e-6)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
 def test_serial_sgd_blocks_and_refuses_other_optimizers():
     assert [serial_sgd.block_size(t) for t in (50, 3, 7, 12, 1)] == [5, 3, 1, 4, 1]
     with pytest.raises(ConfigError, match="sgd_rate"):
