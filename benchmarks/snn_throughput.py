@@ -9,8 +9,10 @@ fast-sigmoid slope 25):
   conv  12C5-MP2-LIF-64C5-MP2-LIF-FC10-LIF on 28x28, T=25, batch 64.
 Each is timed four ways: through the library (`snn.network.Network`, layer by
 layer: convs on all T*B frames in unrolled chunks of `--chunk` frames, dense
-matmuls per step in the neuron scan) and the same computation hand-written in
-plain JAX (`plain_jax`), to measure the abstraction's cost; then the library
+matmuls per step in the neuron scan; `--conv` picks its conv kernels) and the
+same computation hand-written in plain JAX with XLA's conv (`plain_jax`; with
+`--conv=lax` it measures the abstraction's cost, by default it is also the
+baseline of `snn.conv`'s kernels); then the library
 with `schedule="step"` (one scan over time through every layer, the
 recurrent-net order) and that per-step computation in plain JAX
 (`plain_jax_step`); `--step_rows=` skips those two. Per row: warm-up step,
@@ -48,6 +50,13 @@ _STEP_ROWS = flags.DEFINE_list(
     "step_rows",
     ["mlp", "conv"],
     "Workloads that also time the step schedule (library and plain JAX).",
+)
+_CONV = flags.DEFINE_enum(
+    "conv",
+    "auto",
+    ["auto", "lax", "matmul"],
+    "Library conv kernels (Network.conv): auto = snn.conv's matmul kernels on "
+    "CPU; the plain_jax rows always use XLA's conv.",
 )
 _DENSE_IN_SCAN = flags.DEFINE_bool(
     "dense_in_scan",
@@ -226,6 +235,7 @@ def main(argv):
             LIF,
             dense_in_scan=_DENSE_IN_SCAN.value,
             chunk=_CHUNK.value,
+            conv=_CONV.value,
         )
         step_net = dataclasses.replace(net, schedule="step")
         for impl, loss_fn in (
@@ -242,6 +252,7 @@ def main(argv):
                 "impl": impl,
                 "dense_in_scan": _DENSE_IN_SCAN.value,
                 "chunk": _CHUNK.value,
+                "conv": net.conv_impl() if impl.startswith("library") else "lax",
                 "samples_per_second": round(rate, 1),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,

@@ -15,6 +15,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from snn import conv as conv_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -64,21 +66,14 @@ def chunked(fn, x: jax.Array, size: int) -> jax.Array:
     return jnp.concatenate([fn(p) for p in jnp.split(x, list(range(size, n, size)))])
 
 
-def weighted(layer: Layer, params: dict, x: jax.Array) -> jax.Array:
-    """The stateless part of a layer on a batch (N, ...)."""
+def weighted(layer: Layer, params: dict, x: jax.Array, conv: str = "lax") -> jax.Array:
+    """The stateless part of a layer on a batch (N, ...); `conv` picks the
+    convolution kernels (`snn.conv.IMPLS`, same numbers)."""
     if layer.kind == "dense":
         return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
-    x = jax.lax.conv_general_dilated(
-        x, params["w"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    return pool(layer, x + params["b"])
+    return conv_lib.conv_pool(x, params["w"], params["b"], layer.pool, conv)
 
 
 def pool(layer: Layer, x: jax.Array) -> jax.Array:
-    """Max-pool by reshape and max (its backward is 1.5x faster on XLA:CPU than
-    `reduce_window`'s select-and-scatter, ../shared/PERF-NOTES.md)."""
-    if layer.pool > 1:
-        n, h, w, c = x.shape
-        p = layer.pool
-        x = x.reshape(n, h // p, p, w // p, p, c).max(axis=(2, 4))
-    return x
+    """`layer`'s max-pool (`snn.conv.max_pool`)."""
+    return conv_lib.max_pool(x, layer.pool)

@@ -87,6 +87,7 @@ def make_network(config: ml_collections.ConfigDict) -> network_lib.Network:
         truncate=config.truncate,
         schedule=config.schedule,
         chunk=config.chunk,
+        conv=config.conv,
     )
 
 

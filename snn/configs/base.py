@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.truncate = 0  # truncated BPTT window (0 = full BPTT)
     config.schedule = "layer"  # layer: each layer over all T | step: one time scan
     config.chunk = 32  # layer schedule: conv frames per unrolled call (0 = all)
+    config.conv = "auto"  # lax | matmul (snn.conv) | auto: matmul on CPU
     config.learning_rate = 1e-3
     config.cosine_decay = False  # cosine decay of the learning rate to 0
     config.batch_size = 128

@@ -101,12 +101,16 @@ def test_cnn_schedules_equal_loop_and_gradients(key):
 
     The step schedule is itself checked against the Python loop on the MLP.
     """
-    layers = layers_lib.cnn_layers((2, 3), kernel=3, num_classes=3)
+    # conv2 reads 5 channels: snn.conv's wide-input kernel, conv1 its thin one
+    layers = layers_lib.cnn_layers((5, 3), kernel=3, num_classes=3)
     net = network.Network(layers, (14, 14, 1), NEURON, readout="membrane", chunk=0)
     step_net = dataclasses.replace(net, schedule="step")
     # T*B = 10 frames in unrolled pieces of 3, 3, 3, 1: same spikes and grads
     chunked = dataclasses.replace(net, chunk=3)
-    out = check_variants([net, step_net, chunked], key, loop=False)
+    # XLA's convs instead of snn.conv's matmul kernels (the CPU default)
+    lax_conv = dataclasses.replace(net, conv="lax")
+    assert net.conv_impl() == "matmul"
+    out = check_variants([net, step_net, chunked, lax_conv], key, loop=False)
     chex.assert_shape(out["layer_inputs"][2], (T, B, 2, 2, 3))
 
 
@@ -147,6 +151,11 @@ def test_remat_same_gradient_truncate_cuts_it(key):
 def test_unknown_schedule_is_named():
     with pytest.raises(ConfigError, match="schedule"):
         network.Network(layers_lib.mlp_layers((8,), 3), (6,), schedule="time")
+
+
+def test_unknown_conv_is_named():
+    with pytest.raises(ConfigError, match="config.conv"):
+        network.Network(layers_lib.cnn_layers(), (28, 28, 1), conv="fft")
 
 
 def test_negative_chunk_is_named():
