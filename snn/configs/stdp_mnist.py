@@ -61,7 +61,12 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         config.train_examples = 2000
         config.label_examples = 2000
         config.test_examples = 2000
-    elif variant != "paper":
+    elif variant == "paper":
+        # the paper's stated rule (Eq. 3): 82.92% after one 60,000-image epoch
+        # (seed 0, labels from 10,000 training images, all 10,000 test images);
+        # the authors' script's triplet rule stayed near 62-66% (snn/README.md)
+        config.stdp_rule = "power_law"
+    else:
         raise ConfigError(
             f"unknown config variant {variant!r}; use :smoke, :quick or :paper"
         )
