@@ -10,6 +10,8 @@ w.r.t. the conv weights, for every combination of the first layer's
 implementation (`--first`, C_in = 1) and the other layers' (`--rest`):
   xla        `lax.conv_general_dilated`
   patches    9 shifted copies x a (9*C_in, 64) matmul
+  matmul     `conv_matmul.conv3x3`: the same in cache-sized blocks; a 1-channel
+             input by broadcast multiply-adds with a custom weight gradient
   winograd   F(2x2, 3x3) (`metalearn/winograd.py`)
   winograd4  F(4x4, 3x3)
   winograd_big  F(2x2, 3x3) on maps of at least 8x8, `xla` on smaller ones
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from metalearn import embeddings, winograd
+from metalearn import conv_matmul, embeddings, winograd
 
 _BATCHES = flags.DEFINE_list("batches", ["16", "80"], "Image batch sizes.")
 _FIRST = flags.DEFINE_list("first", ["xla", "patches", "winograd"], "Layer 1 convs.")
@@ -50,6 +52,7 @@ def _xla(x, kernel):
 CONVS = {
     "xla": _xla,
     "patches": winograd.conv3x3_patches,
+    "matmul": conv_matmul.conv3x3,  # blocked patches (thin: custom weight grad)
     "winograd": lambda x, k: winograd.conv3x3(x, k, winograd.F2X2),
     "winograd4": lambda x, k: winograd.conv3x3(x, k, winograd.F4X4),
     "winograd_big": lambda x, k: (  # the rule of `embeddings._conv`

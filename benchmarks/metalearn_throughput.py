@@ -2,7 +2,7 @@ r"""Meta-training episodes/s and peak RSS of the few-shot learners' step.
 
     JAX_PLATFORMS=cpu python -m benchmarks.metalearn_throughput \
         [--learner=protonet] [--way=5] [--shot=1] [--query=15] [--meta_batch=32] \
-        [--episode_group=1] [--chunk=0] [--conv_impl=xla] [--first_order] \
+        [--episode_group=1] [--chunk=0] [--conv_impl=auto] [--first_order] \
         [--remat] \
         [--seconds=20] [--repeats=3]
 
@@ -24,7 +24,9 @@ temp-buffer size for the step and the peak RSS of the process (compilation
 included). The step differentiates `--episode_group` episodes at a time
 (`metalearn/accumulate.py`, the training default 1); `--chunk` splits each
 convolution's batch into cache-sized pieces; `--conv_impl=winograd` runs the
-large maps' convolutions as Winograd F(2x2, 3x3) matmuls (`metalearn/winograd.py`).
+large maps' convolutions as Winograd F(2x2, 3x3) matmuls (`metalearn/winograd.py`),
+`--conv_impl=matmul` (`auto`'s choice on CPU) as patches x matmul with a
+mask max-pool backward (`metalearn/conv_matmul.py`), `xla` as `lax.conv`.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ _QUERY = flags.DEFINE_integer("query", 15, "Queries per class.")
 _META_BATCH = flags.DEFINE_integer("meta_batch", 32, "Episodes per step.")
 _CHUNK = flags.DEFINE_integer("chunk", 0, "Conv batch chunk (0 = off).")
 _CONV_IMPL = flags.DEFINE_enum(
-    "conv_impl", "xla", ["xla", "winograd"], "3x3 conv implementation."
+    "conv_impl",
+    "auto",
+    ["auto", "xla", "winograd", "matmul"],
+    "3x3 conv implementation (auto: matmul on CPU, metalearn/conv_matmul.py).",
 )
 _GROUP = flags.DEFINE_integer(
     "episode_group", 1, "Episodes differentiated together (0 = all at once)."

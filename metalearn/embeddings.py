@@ -29,11 +29,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from metalearn import winograd
+from metalearn import conv_matmul, winograd
 from shared import draws
 
 BN_MODES = ("batch", "transductive", "running")
-CONV_IMPLS = ("xla", "winograd")
+# `auto`: `matmul` on CPU (patches x matmul and a mask max-pool backward,
+# `metalearn/conv_matmul.py`: faster than XLA:CPU's convolutions here), `xla`
+# on accelerators (cuDNN and friends run `lax.conv` well).
+CONV_IMPLS = ("auto", "xla", "winograd", "matmul")
 # Winograd F(2x2, 3x3) only pays on maps of at least this size: on Conv-4's
 # 7x7 and 3x3 maps its transforms cost more than they save (benchmarks/
 # metalearn_conv.py), and the 1-channel first layer has nothing to save.
@@ -90,7 +93,18 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def affine_relu_pool(h: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
+def resolve_conv_impl(conv_impl: str) -> str:
+    """`auto` -> `matmul` on CPU, `xla` elsewhere; other names unchanged."""
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl={conv_impl!r}; use one of {CONV_IMPLS}")
+    if conv_impl == "auto":
+        return "matmul" if jax.default_backend() == "cpu" else "xla"
+    return conv_impl
+
+
+def affine_relu_pool(
+    h: jax.Array, scale: jax.Array, shift: jax.Array, mask_pool: bool = False
+) -> jax.Array:
     """`max_pool_2x2(relu(h * scale + shift))` with the pool first.
 
     BatchNorm then ReLU is, per channel, a monotone map of `h`: non-decreasing
@@ -102,12 +116,21 @@ def affine_relu_pool(h: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Ar
     Args:
       h: (E, B, H, W, C) conv outputs.
       scale, shift: broadcastable to (E, 1, 1, 1, C).
+      mask_pool: pool with `conv_matmul.max_pool_2x2` (the same values, a
+        faster backward on CPU; a tie's gradient goes to its first maximum),
+        the window min as -max(-h).
 
     Returns:
       (E, B, H // 2, W // 2, C).
     """
     e, b, height, width, c = h.shape
     h = h[:, :, : height // 2 * 2, : width // 2 * 2]
+    if mask_pool:
+        sign = jnp.where(scale >= 0, 1.0, -1.0).astype(h.dtype)
+        flat = (h * sign).reshape(e * b, *h.shape[2:])
+        pooled = conv_matmul.max_pool_2x2(flat)
+        extreme = sign * pooled.reshape(e, b, *pooled.shape[1:])
+        return jax.nn.relu(extreme * scale + shift)
     windows = h.reshape(e, b, height // 2, 2, width // 2, 2, c)
     extreme = jnp.where(scale >= 0, windows.max(axis=(3, 5)), windows.min(axis=(3, 5)))
     return jax.nn.relu(extreme * scale + shift)
@@ -118,7 +141,12 @@ def _conv(x: jax.Array, kernel: jax.Array, chunk: int, impl: str) -> jax.Array:
     pieces inside the same graph (faster on CPU for B >> 16, PERF-NOTES).
     `impl="winograd"` runs maps of at least `WINOGRAD_MIN_SIZE` with more
     than one input channel as Winograd F(2x2, 3x3) batched matmuls
-    (`metalearn/winograd.py`), the rest with `lax.conv`."""
+    (`metalearn/winograd.py`), the rest with `lax.conv`. `impl="matmul"`
+    is patches x matmul in blocks of `chunk` images (0: its own
+    `conv_matmul.BLOCK_ROWS`)."""
+    if impl == "matmul":
+        rows = chunk * x.shape[1] * x.shape[2] if chunk > 0 else conv_matmul.BLOCK_ROWS
+        return conv_matmul.conv3x3(x, kernel, rows)
     use_winograd = (
         impl == "winograd" and x.shape[1] >= WINOGRAD_MIN_SIZE and x.shape[-1] > 1
     )
@@ -144,7 +172,7 @@ def apply(
     mode: str = "batch",
     momentum: float = 0.1,
     chunk: int = 0,
-    conv_impl: str = "xla",
+    conv_impl: str = "auto",
 ):
     """Embeds a meta-batch of image sets.
 
@@ -155,15 +183,15 @@ def apply(
       mode: one of `BN_MODES`.
       momentum: running-average rate (PyTorch convention) in `batch` mode.
       chunk: conv batch chunk size (0 = one conv over all E*B images).
-      conv_impl: one of `CONV_IMPLS` (`_conv`); the same numbers up to rounding.
+      conv_impl: one of `CONV_IMPLS` (`_conv`, `resolve_conv_impl`); the same
+        numbers up to rounding.
 
     Returns:
       (features (E, B, D), new_stats); new_stats is `stats` unless mode=`batch`.
     """
     if mode not in BN_MODES:
         raise ValueError(f"mode={mode!r}; use one of {BN_MODES}")
-    if conv_impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl={conv_impl!r}; use one of {CONV_IMPLS}")
+    conv_impl = resolve_conv_impl(conv_impl)
     episodes, batch = x.shape[:2]
     h = x.reshape(episodes * batch, *x.shape[2:])
     new_mean, new_var = [], []
@@ -187,7 +215,9 @@ def apply(
                     + momentum * jax.lax.stop_gradient(unbiased)
                 )
         scale = params["scale"][i] * jax.lax.rsqrt(var + _EPSILON)
-        h = affine_relu_pool(h, scale, params["shift"][i] - mean * scale)
+        h = affine_relu_pool(
+            h, scale, params["shift"][i] - mean * scale, conv_impl == "matmul"
+        )
         h = h.reshape(episodes * batch, *h.shape[2:])
     features = h.reshape(episodes, batch, -1)
     if mode == "batch":
@@ -196,7 +226,7 @@ def apply(
 
 
 def embed_episodes(
-    params, stats, episodes, *, mode: str, chunk: int = 0, conv_impl: str = "xla"
+    params, stats, episodes, *, mode: str, chunk: int = 0, conv_impl: str = "auto"
 ):
     """Embeds support and query of a meta-batch together, as one batch per episode
     (Snell et al. concatenate them, so BatchNorm sees both).

@@ -97,7 +97,8 @@ class MAML:
       remat: `jax.checkpoint` each inner step.
       task_loop: `unroll` (Python loop over tasks) or `vmap`.
       chunk: conv batch chunk size, 0 = none (a CPU speed knob).
-      conv_impl: `xla` or `winograd` (`embeddings.CONV_IMPLS`, a CPU speed knob).
+      conv_impl: `auto`, `xla`, `winograd` or `matmul` (`embeddings.CONV_IMPLS`,
+        a CPU speed knob).
     """
 
     n_way: int = 5
@@ -113,7 +114,7 @@ class MAML:
     remat: bool = False
     task_loop: str = "unroll"
     chunk: int = 0
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
 
     def init(self, key: jax.Array):
         key_conv, key_head = jax.random.split(key)

@@ -177,7 +177,7 @@ class MatchingNet:
         learned scalar `params["log_scale"]` = log(init_scale).
       test_bn: BatchNorm mode in `predict` (`running` or `transductive`).
       chunk: conv batch chunk size, 0 = none.
-      conv_impl: `xla` or `winograd` (`embeddings.CONV_IMPLS`).
+      conv_impl: `auto`, `xla`, `winograd` or `matmul` (`embeddings.CONV_IMPLS`).
     """
 
     hidden: int = 64
@@ -190,7 +190,7 @@ class MatchingNet:
     init_scale: float = 10.0
     test_bn: str = "running"
     chunk: int = 0
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
 
     def __post_init__(self):
         if self.similarity not in SIMILARITIES:

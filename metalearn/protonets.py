@@ -65,7 +65,8 @@ class ProtoNet:
       test_bn: BatchNorm mode in `predict` (`running` as in Snell's code, or
         `transductive`).
       chunk: conv batch chunk size, 0 = none (a CPU speed knob).
-      conv_impl: `xla` or `winograd` (`embeddings.CONV_IMPLS`, a CPU speed knob).
+      conv_impl: `auto`, `xla`, `winograd` or `matmul` (`embeddings.CONV_IMPLS`,
+        a CPU speed knob).
     """
 
     hidden: int = 64
@@ -73,7 +74,7 @@ class ProtoNet:
     in_channels: int = 1
     test_bn: str = "running"
     chunk: int = 0
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
 
     def init(self, key: jax.Array):
         return embeddings.init(key, self.in_channels, self.hidden, self.depth)

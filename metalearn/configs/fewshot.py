@@ -49,7 +49,9 @@ def base_config(learner: str, variant: str) -> ml_collections.ConfigDict:
     config.depth = 4  # conv blocks (Conv-4)
     config.test_bn = "running"  # BatchNorm at test: running stats (Snell's eval())
     config.chunk = 0  # conv batch chunking, a CPU speed knob (0 = off)
-    config.conv_impl = "xla"  # or "winograd" (F(2x2, 3x3) on large maps; CPU knob)
+    # "auto": patches x matmul on CPU (metalearn/conv_matmul.py), lax.conv
+    # elsewhere; or "xla", "winograd" (F(2x2, 3x3) on large maps), "matmul"
+    config.conv_impl = "auto"
     # episodes differentiated together (0 = the whole meta-batch at once): the
     # same gradient; one at a time is faster on CPU and holds one episode's
     # activations instead of the meta-batch's (metalearn/accumulate.py). The
