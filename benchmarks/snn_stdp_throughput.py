@@ -1,6 +1,7 @@
 """Diehl & Cook (2015) STDP network throughput and peak memory, JSON lines out.
 
     JAX_PLATFORMS=cpu python -m benchmarks.snn_stdp_throughput --seconds=10 --repeats=3
+    ... --num_neurons=100,400 --stdp_rule=power_law   # the `paper` preset's rule
 
 Two rows per neuron count, on embedded MNIST training images (the real spike
 statistics: about 3 input spikes per 0.5 ms step):
@@ -37,6 +38,9 @@ _NEURONS = flags.DEFINE_list("num_neurons", ["100"], "Excitatory neuron counts."
 _ROWS = flags.DEFINE_list("rows", ["learn", "respond"], "learn, respond.")
 _IMAGES_PER_STEP = flags.DEFINE_integer("images_per_step", 10, "Images per step.")
 _EVAL_BATCH = flags.DEFINE_integer("eval_batch", 20, "Images per respond call.")
+_STDP_RULE = flags.DEFINE_string(
+    "stdp_rule", "triplet", "triplet (the script's) or power_law (Eq. 3, `paper`)."
+)
 _WARM_IMAGES = flags.DEFINE_integer(
     "warm_images", 100, "Images learned before timing (state then fixed)."
 )
@@ -65,7 +69,7 @@ def main(argv):
     train = data_lib.load("mnist", "train")
     pool = np.asarray(train.images[:2000], np.float32).reshape(2000, -1)
     for neurons in map(int, _NEURONS.value):
-        model = diehl_cook.DiehlCook(num_neurons=neurons)
+        model = diehl_cook.DiehlCook(num_neurons=neurons, stdp_rule=_STDP_RULE.value)
         key = jax.random.key(0)
         for row in _ROWS.value:
             if row == "learn":
@@ -104,6 +108,7 @@ def main(argv):
                         "benchmark": "snn_stdp",
                         "row": row,
                         "num_neurons": neurons,
+                        "stdp_rule": model.stdp_rule,
                         "images_per_call": k,
                         "images_per_s": round(statistics.median(rates), 2),
                         "repeats": [round(r, 2) for r in rates],

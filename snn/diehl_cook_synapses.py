@@ -23,6 +23,17 @@ def num_delay_slots(model) -> int:
     return max(1, round(model.input_delay_ms / model.dt))
 
 
+def first_set(mask, size):
+    """Indices of the first `size` set entries of `mask`, ascending, padded
+    with `len(mask)`. `lax.top_k` breaks ties by the lower index, so the set
+    entries come out in order; on CPU it costs ~3 us for 784 entries where
+    `jnp.nonzero` (a cumsum and a scatter) costs ~13 us, at every 0.5 ms
+    step."""
+    size = min(size, len(mask))
+    values, indices = jax.lax.top_k(mask.astype(jnp.float32), size)
+    return jnp.where(values > 0, indices, len(mask))
+
+
 def for_chunks(mask, size, update, carry):
     """`carry = update(indices, carry)` for the set entries of `mask` (in
     order), `size` at a time (padded with `len(mask)`, which the updates
@@ -31,7 +42,7 @@ def for_chunks(mask, size, update, carry):
 
     def body(loop):
         mask, carry = loop
-        (indices,) = jnp.nonzero(mask, size=size, fill_value=len(mask))
+        indices = first_set(mask, size)
         return mask.at[indices].set(False, mode="drop"), update(indices, carry)
 
     return jax.lax.while_loop(lambda loop: loop[0].any(), body, (mask, carry))[1]

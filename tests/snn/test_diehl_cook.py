@@ -87,7 +87,10 @@ def numpy_reference(model, weights, theta, delays, pre_spikes):
     step integrates (Euler), thresholds, propagates (delayed input, E -> I,
     I -> E, STDP) and resets; depression waits D steps (Brian's max_delay)
     and reads post1 at each synapse's arrival, potentiation reads pre
-    `delay` ago; only touched weights are clipped."""
+    `delay` ago; only touched weights are clipped. `stdp_rule="power_law"`
+    (Eq. 3): pre += 1 per spike, no depression, potentiation
+    nu_post * (pre - x_tar) * (w_max - w) ** mu."""
+    power_law = model.stdp_rule == "power_law"
     n, dt, slots = model.num_neurons, model.dt, network.num_delay_slots(model)
     ge_decay, gi_decay = 1 - dt / model.tau_ge, 1 - dt / model.tau_gi
     trace = {k: np.exp(-dt / getattr(model, k)) for k in ("tau_pre", "tau_post1")}
@@ -118,8 +121,11 @@ def numpy_reference(model, weights, theta, delays, pre_spikes):
         gi_e = gi_e + model.w_ie * (s_i.sum() - s_i)  # all but itself
         pre, post1 = pre * trace["tau_pre"], post1 * trace["tau_post1"]
         post2 = post2 * trace["tau_post2"]
-        pre[spiked] = 1.0
-        if t >= slots:
+        if power_law:
+            pre[spiked] += 1.0
+        else:
+            pre[spiked] = 1.0
+        if t >= slots and not power_law:
             for i in np.flatnonzero(pre_spikes[t - slots]):
                 for k in range(n):
                     p1 = post1_at[t - slots + delays[i, k]][k]
@@ -128,9 +134,12 @@ def numpy_reference(model, weights, theta, delays, pre_spikes):
         for k in np.flatnonzero(s_e):
             for i in range(len(w)):
                 p = pre_at[t - delays[i, k]][i] if t >= delays[i, k] else 0.0
-                w[i, k] = np.clip(
-                    w[i, k] + model.nu_post * p * post2[k], 0, model.w_max
-                )
+                if power_law:
+                    room = max(model.w_max - w[i, k], 0.0)
+                    change = model.nu_post * (p - model.x_tar) * room**model.mu
+                else:
+                    change = model.nu_post * p * post2[k]
+                w[i, k] = np.clip(w[i, k] + change, 0, model.w_max)
         post1[s_e], post2[s_e], since_e[s_e], since_i[s_i] = 1.0, 1.0, 0, 0
         v_e = np.where(since_e < refrac_e, model.v_reset_e, v_e)
         v_i = np.where(since_i < refrac_i, model.v_reset_i, v_i)
@@ -141,11 +150,16 @@ def numpy_reference(model, weights, theta, delays, pre_spikes):
     return w, theta, count
 
 
-def test_event_driven_stdp_equals_dense_numpy_loop(key):
+@pytest.mark.parametrize("rule", ["triplet", "power_law"])
+def test_event_driven_stdp_equals_dense_numpy_loop(key, rule):
     """Delayed delivery, delayed depression and delayed-pre potentiation,
     event-driven in passes of 2 rows (one pass for <= 2 input spikes, several
-    for more), reproduce the dense per-step Brian 1 rule."""
-    model = diehl_cook.DiehlCook(num_neurons=4, num_inputs=16, input_delay_ms=2.0)
+    for more), reproduce the dense per-step Brian 1 rule; with the paper's
+    Eq. 3 too (its own delivery loop, which must read w before this step's
+    potentiation, and the count-based I -> E inhibition)."""
+    model = diehl_cook.DiehlCook(
+        num_neurons=4, num_inputs=16, input_delay_ms=2.0, stdp_rule=rule
+    )
     key_w, key_s, key_d = jax.random.split(key, 3)
     weights = 1.2 * jax.random.uniform(key_w, (16, 4))  # some above w_max
     theta = jnp.full((4,), model.theta_init)
@@ -195,12 +209,16 @@ def test_pass_size_does_not_change_a_bit(key):
             np.testing.assert_array_equal(a, b)
 
 
-def test_weights_are_not_copied_inside_the_time_loop():
+@pytest.mark.parametrize("rule", ["triplet", "power_law"])
+def test_weights_are_not_copied_inside_the_time_loop(rule):
     """The compiled learning step updates the weights in place: the only copy
     of the (784, N) matrix is the one of the (undonated) argument at entry.
     Two gathers of w around its in-place scatter, or a `cond` returning it,
-    made XLA copy it twice per 0.5 ms step (3.5x slower training)."""
-    model = diehl_cook.DiehlCook(num_neurons=4, num_inputs=16, input_delay_ms=2.0)
+    made XLA copy it twice per 0.5 ms step (3.5x slower training); so did a
+    delivery loop that only reads w (Eq. 3 has no depression)."""
+    model = diehl_cook.DiehlCook(
+        num_neurons=4, num_inputs=16, input_delay_ms=2.0, stdp_rule=rule
+    )
     state = diehl_cook.init(model, jax.random.key(0))
     spikes = jnp.zeros((8, 16), bool)
     text = (

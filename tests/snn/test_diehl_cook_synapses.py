@@ -31,6 +31,21 @@ def test_for_chunks_visits_every_set_entry_once_in_order():
     np.testing.assert_array_equal(seen, np.asarray(mask, int))
 
 
+def test_first_set_equals_flatnonzero_in_order():
+    """`first_set` (`lax.top_k` on the mask) gives the first set indices in
+    ascending order, padded with len(mask), as `jnp.nonzero(size=...)` did:
+    the order of the scatter-adds, so of the float sums, depends on it."""
+    rng = np.random.default_rng(0)
+    for length, size, rate in ((784, 8, 0.004), (784, 8, 0.05), (16, 64, 0.5)):
+        for _ in range(3):
+            mask = rng.random(length) < rate
+            got = np.asarray(synapses.first_set(jnp.asarray(mask), size))
+            expected = np.flatnonzero(mask)[: min(size, length)]
+            padded = np.full(min(size, length), length)
+            padded[: len(expected)] = expected
+            np.testing.assert_array_equal(got, padded)
+
+
 def test_deliver_and_depress_equal_the_dense_rule():
     rng = np.random.default_rng(0)
     delays = rng.integers(0, SLOTS, (MODEL.num_inputs, MODEL.num_neurons))
