@@ -18,6 +18,11 @@ recurrent-net order) and that per-step computation in plain JAX
 (`plain_jax_step`); `--step_rows=` skips those two. Per row: warm-up step,
 then `--seconds` of steps, `--repeats` times; the median samples/s and the
 process's peak RSS.
+Each row also records the first call's seconds (compile + one step) and the
+glibc malloc variables in force: with `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=4294967296` in the environment XLA:CPU's per-call temp
+buffer stays in the heap instead of being mapped and page-faulted each step
+(SNN-CONV 1.5x faster here, snn/README.md).
 `--workloads=onb` adds the Open Neuromorphic shape (Linear + LIF, 16,384
 neurons, batch 16, T=500, forward + backward) with and without `jax.checkpoint`
 (XLA's temp-buffer size from `memory_analysis()`).
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import statistics
 import time
@@ -66,6 +72,7 @@ _DENSE_IN_SCAN = flags.DEFINE_bool(
 )
 
 T = 25
+MALLOC = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 LIF = neurons.LIF(beta=0.9, threshold=1.0, reset="subtract", scale=25.0)
 
 
@@ -157,7 +164,8 @@ def make_step(net, loss_fn, batch_size):
     return step, optimizer
 
 
-def time_training(net, loss_fn, batch_size) -> float:
+def time_training(net, loss_fn, batch_size) -> tuple[float, float]:
+    """(median samples/s, seconds of the first call: compile + one step)."""
     step, optimizer = make_step(net, loss_fn, batch_size)
     params = net.init(jax.random.key(0))
     opt_state = optimizer.init(params)
@@ -165,8 +173,10 @@ def time_training(net, loss_fn, batch_size) -> float:
     images = jnp.asarray(rng.integers(0, 256, (batch_size, 28, 28, 1), np.uint8))
     labels = jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)
     key = jax.random.key(1)
+    start = time.perf_counter()
     params, opt_state = step(params, opt_state, images, labels, key)
     jax.block_until_ready(params)
+    compile_seconds = time.perf_counter() - start
     rates = []
     for _ in range(_REPEATS.value):
         steps, start = 0, time.perf_counter()
@@ -176,7 +186,7 @@ def time_training(net, loss_fn, batch_size) -> float:
             steps += 1
         jax.block_until_ready(params)
         rates.append(steps * batch_size / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return statistics.median(rates), compile_seconds
 
 
 def onb_rows():
@@ -246,7 +256,7 @@ def main(argv):
         ):
             if impl.endswith("step") and name not in _STEP_ROWS.value:
                 continue
-            rate = time_training(net, loss_fn, batch_size)
+            rate, compile_seconds = time_training(net, loss_fn, batch_size)
             row = {
                 "workload": f"snn_{name}",
                 "impl": impl,
@@ -254,6 +264,10 @@ def main(argv):
                 "chunk": _CHUNK.value,
                 "conv": net.conv_impl() if impl.startswith("library") else "lax",
                 "samples_per_second": round(rate, 1),
+                "compile_seconds": round(compile_seconds, 1),
+                # glibc malloc settings: XLA:CPU maps its temp buffer (230 MiB
+                # for SNN-CONV) afresh each call unless the heap keeps it
+                "malloc_env": {k: v for k, v in os.environ.items() if k in MALLOC},
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,
                 "device": jax.devices()[0].device_kind,

@@ -4,20 +4,23 @@
 is `lax.conv_general_dilated` and a max-pool by reshape; with `impl="matmul"`
 (the default on CPU, `Network.conv`) two kernels that compute the same
 numbers up to float summation order, in shapes XLA:CPU runs well
-(measurements in snn/README.md). Max-pool ties split the gradient equally, as
-`max` does; a tie between two identical patches may come out one rounding
-apart here, which moves their gradient from one to the other and leaves the
-weight gradient unchanged (the network test compares with spike inputs).
+(measurements in snn/README.md). Max-pool ties: the wide kernel splits the
+gradient equally, as `max` does; the thin one routes it to the first maximal
+placement (PyTorch's rule), which gives the same weight gradient whenever
+tied placements hold the same patch (all-zero windows of a spike image: the
+common tie) and differs only in the input gradient, which an SNN's encoded
+input does not need. A tie between two identical patches may also come out
+one rounding apart, which moves the gradient between them the same way.
 
 - thin input (a 1-channel image, conv1 of 12C5-MP2-64C5-MP2): XLA's conv of a
   1-channel input is slow (5 GFLOP/s here), and so is the pool after it on
   a 12-channel map 4x larger than the pooled one. The pool is folded into the
   conv instead: each pooled output reads one 6x6 window at stride 2, and the
   four 5x5 placements of the kernel in that window are 4 x 12 = 48 output
-  channels, so conv + pool is one stride-1 3x3 conv of the space-to-depth
-  input (4 channels) with 48 outputs, then a max over the 4 placements.
-  The weight gradient of that conv is slow in XLA too, so a `custom_vjp`
-  computes it as (window patches)^T x (output gradient), one matmul.
+  channels, so conv + pool is (window patches, one gather) x (48-column
+  kernel), one matmul, then a max over the 4 placements. A `custom_vjp`
+  keeps the patches and the winning placement (int8) for the backward pass:
+  the weight gradient is patches^T x (output gradient at the winners).
 - wide input (conv2): XLA's forward conv is fast, its input gradient is not
   (2.5x the forward), so a `custom_vjp` computes the input gradient as
   im2col in reverse: (output gradient) x W^T, one matmul, then the patch
@@ -25,9 +28,10 @@ weight gradient unchanged (the network test compares with spike inputs).
 
 im2col itself ("patches x matmul", Chellapilla, Puri & Simard 2006, "High
 Performance Convolutional Neural Networks for Document Processing") is the
-textbook lowering; space-to-depth follows Shi et al. 2016, "Real-Time Single
-Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional
-Neural Network" (arXiv:1609.05158), read backwards.
+textbook lowering; folding the pool into the patch windows is space-to-depth
+(Shi et al. 2016, "Real-Time Single Image and Video Super-Resolution Using an
+Efficient Sub-Pixel Convolutional Neural Network", arXiv:1609.05158) read
+backwards.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 IMPLS = ("lax", "matmul")
 THIN_CHANNELS = 4  # input channels up to which conv + pool is folded (timed: 1)
@@ -71,71 +76,76 @@ def conv_pool(
     return max_pool(conv_fast_input_grad(x, w) + b, pool)
 
 
-# -- thin input: 2x2 pool folded into a space-to-depth conv ----------------
+# -- thin input: 2x2 pool folded into a window matmul ----------------------
 
 
-def _space_to_depth(x):
-    """(N, H, W, C) -> (N, H/2, W/2, 4C), channels ordered (row, col, c)."""
+@functools.cache
+def _window_index(h: int, w: int, k: int) -> np.ndarray:
+    """Flat pixel indices of the (k+1)^2 window at stride 2 under each pooled
+    output, (H'*W'*(k+1)^2,), rows of the window before columns."""
+    rows = 2 * np.arange((h - k + 1) // 2)[:, None, None, None]
+    cols = 2 * np.arange((w - k + 1) // 2)[None, :, None, None]
+    window = np.arange(k + 1)
+    return ((rows + window[:, None]) * w + cols + window).reshape(-1)
+
+
+def _window_patches(x, k):
+    """(N, H, W, C) -> (N*H'*W', (k+1)^2*C): one row per pooled output.
+
+    One gather: 48 ms of op time per SNN-CONV training step here, where the
+    same patches cut as 9 slices of the space-to-depth image took 87 ms.
+    """
     n, h, w, c = x.shape
-    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, h // 2, w // 2, 4 * c)
+    index = _window_index(h, w, k)
+    patches = jnp.take(x.reshape(n, h * w, c), index, axis=1, mode="clip")
+    return patches.reshape(-1, (k + 1) ** 2 * c)
 
 
-def _folded_kernel(w):
-    """(k, k, C, O) -> (k/2+1, k/2+1, 4C, 4O) for odd k: the 4 placements
-    (row shift, col shift) of the kernel in a (k+1)^2 window, laid out for
-    the space-to-depth input."""
+def _window_kernel(w):
+    """(k, k, C, O) -> ((k+1)^2*C, 4*O): the 4 placements (row shift, col
+    shift) of the kernel in a (k+1)^2 window, as matmul columns."""
     k, _, c, o = w.shape
     placed = [
         jnp.pad(w, ((dr, 1 - dr), (dc, 1 - dc), (0, 0), (0, 0)))
         for dr in (0, 1)
         for dc in (0, 1)
     ]
-    window = jnp.stack(placed, axis=3).reshape(k + 1, k + 1, c, 4 * o)
-    half = (k + 1) // 2
-    window = window.reshape(half, 2, half, 2, c, 4 * o).transpose(0, 2, 1, 3, 4, 5)
-    return window.reshape(half, half, 4 * c, 4 * o)
-
-
-def _max_over_placements(z, b):
-    n, h, w, _ = z.shape
-    return (z.reshape(n, h, w, 4, -1) + b).max(axis=3)
-
-
-def _folded_by_matmul(x, w):
-    """The folded conv as window patches x kernel (used for its gradient)."""
-    y = _space_to_depth(x)
-    kernel = _folded_kernel(w)
-    half = kernel.shape[0]
-    n, h, width, _ = y.shape
-    h, width = h - half + 1, width - half + 1
-    patches = jnp.concatenate(
-        [y[:, r : r + h, c : c + width] for r in range(half) for c in range(half)],
-        axis=-1,
-    )
-    return (
-        patches.reshape(n * h * width, -1) @ kernel.reshape(-1, kernel.shape[-1])
-    ).reshape(n, h, width, -1)
+    return jnp.stack(placed, axis=3).reshape((k + 1) ** 2 * c, 4 * o)
 
 
 @jax.custom_vjp
 def folded_conv_pool(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     """max_pool(conv(x, w) + b, 2) for a thin x (see the module docstring)."""
-    return _max_over_placements(lax_conv(_space_to_depth(x), _folded_kernel(w)), b)
+    return _folded_fwd(x, w, b)[0]
 
 
 def _folded_fwd(x, w, b):
-    z = lax_conv(_space_to_depth(x), _folded_kernel(w))
-    return _max_over_placements(z, b), (x, w, z, b)
+    n, h, width, _ = x.shape
+    k, o = w.shape[0], w.shape[-1]
+    patches = _window_patches(x, k)
+    z = (patches @ _window_kernel(w)).reshape(n, (h - k + 1) // 2, -1, 4, o)
+    pooled = z.max(axis=3)
+    # the first maximal placement (PyTorch's max-pool rule), as int8; a chain
+    # of selects fuses with the max (`argmax`, a variadic reduce, took 3x longer)
+    first = jnp.full(pooled.shape, 3, jnp.int8)
+    for placement in (2, 1, 0):
+        first = jnp.where(z[:, :, :, placement] == pooled, placement, first)
+    # the bias is the same for all 4 placements: add it after the max
+    return pooled + b, (x, w, patches, first)
 
 
 def _folded_bwd(residuals, grad):
-    x, w, z, b = residuals
-    _, pool_vjp = jax.vjp(_max_over_placements, z, b)
-    grad_z, grad_b = pool_vjp(grad)
-    _, conv_vjp = jax.vjp(_folded_by_matmul, x, w)
-    grad_x, grad_w = conv_vjp(grad_z)
-    return grad_x, grad_w, grad_b
+    x, w, patches, first = residuals
+    placements = jnp.arange(4, dtype=jnp.int8)[:, None]
+    grad_z = jnp.where(first[:, :, :, None] == placements, grad[:, :, :, None], 0)
+    grad_z = grad_z.reshape(patches.shape[0], -1)
+    kernel, kernel_vjp = jax.vjp(_window_kernel, w)
+    (grad_w,) = kernel_vjp(patches.T @ grad_z)
+    # the input gradient (a scatter-add) is dropped by XLA when unused, as for
+    # an SNN's encoded input
+    _, patches_vjp = jax.vjp(functools.partial(_window_patches, k=w.shape[0]), x)
+    (grad_x,) = patches_vjp(grad_z @ kernel.T)
+    return grad_x, grad_w, grad.sum(axis=(0, 1, 2))
 
 
 folded_conv_pool.defvjp(_folded_fwd, _folded_bwd)

@@ -1,7 +1,8 @@
 """`snn.conv`'s matmul kernels == XLA's conv + max-pool, values and gradients.
 
-Spike inputs (with their pool ties) are compared at the network level in
-test_network.py; here smooth inputs check every gradient, the input one too.
+Smooth inputs check every gradient, the input one too; a spike image with
+pool ties checks the thin kernel's first-winner rule (weight gradient as
+`max`'s equal split); the network test compares whole spiking CNNs.
 """
 
 import jax
@@ -49,6 +50,33 @@ def test_matmul_kernels_equal_lax(key):
         for got_grad, want_grad in zip(got_grads, want_grads, strict=True):
             assert float(jnp.abs(want_grad).sum()) > 0
             np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_thin_kernel_ties_keep_the_weight_gradient(key):
+    # constant 6x6 blocks of 0 or 1: a pool window inside one block (or over
+    # equal blocks) sees the same patch at all 4 placements, a 4-way tie; a
+    # kernel that gave every tied placement the whole gradient would count
+    # those patches 4 times
+    blocks = jax.random.bernoulli(key, 0.5, (3, 4, 4)).astype(jnp.float32)
+    x = jnp.repeat(jnp.repeat(blocks, 6, axis=1), 6, axis=2)[..., None]
+    w = 0.3 * jax.random.normal(jax.random.fold_in(key, 1), (5, 5, 1, 4))
+    b = 0.1 * jax.random.normal(jax.random.fold_in(key, 2), (4,))
+    g = jax.random.normal(jax.random.fold_in(key, 3), (3, 10, 10, 4))
+
+    @jax.jit
+    def run(x, w, b):
+        return [
+            jax.value_and_grad(
+                lambda w, b, impl=impl: jnp.vdot(conv.conv_pool(x, w, b, 2, impl), g),
+                argnums=(0, 1),
+            )(w, b)
+            for impl in ("lax", "matmul")
+        ]
+
+    (want, want_grads), (got, got_grads) = run(x, w, b)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for got_grad, want_grad in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-4)
 
 
 def test_unknown_impl_is_named():
