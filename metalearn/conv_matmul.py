@@ -79,10 +79,10 @@ def conv3x3(x: jax.Array, kernel: jax.Array, block_rows: int = BLOCK_ROWS):
             f"conv3x3 needs a (3, 3, C_in, C_out) kernel, got {kernel.shape}"
         )
     n, h, w, c = x.shape
-    matrix = kernel.reshape(9 * c, kernel.shape[-1])
-    images = max(1, block_rows // (h * w)) if block_rows > 0 else n
     if c < THIN_CHANNELS:
         return thin_conv3x3(x, kernel)
+    matrix = kernel.reshape(9 * c, kernel.shape[-1])
+    images = max(1, block_rows // (h * w)) if block_rows > 0 else n
 
     def one(part):
         return _patches(part) @ matrix
