@@ -23,12 +23,13 @@ import optax
 from absl import app, flags, logging
 
 from shared import data as data_lib
+from shared import heap, train_loop
 from shared import mesh as mesh_lib
-from shared import train_loop
 from shared.batches import BatchIterator
 from shared.classifier import TrainState, make_model, make_step
 from shared.configs import mnist_classifier
 
+_HEAP = heap.define_flag()
 _STEPS = flags.DEFINE_integer("steps", 600, "Timed steps per loop and repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
 
@@ -86,6 +87,7 @@ def fit_loop(step, state, batches, num_steps, mesh) -> float:
 
 
 def main(argv) -> None:
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     logging.set_verbosity(logging.WARNING)
     step, fresh_state, fresh_batches = _setup()

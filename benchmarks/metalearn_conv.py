@@ -34,7 +34,9 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from metalearn import conv_matmul, embeddings, winograd
+from shared import heap
 
+_HEAP = heap.define_flag()
 _BATCHES = flags.DEFINE_list("batches", ["16", "80"], "Image batch sizes.")
 _FIRST = flags.DEFINE_list("first", ["xla", "patches", "winograd"], "Layer 1 convs.")
 _REST = flags.DEFINE_list("rest", ["xla", "winograd", "winograd4"], "Layer 2-4 convs.")
@@ -97,6 +99,7 @@ def time_calls(fn, *args) -> float:
 
 
 def main(argv) -> None:
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     for name in _FIRST.value + _REST.value:
         if name not in CONVS:

@@ -43,7 +43,9 @@ from absl import app, flags
 from metalearn import episodes as episodes_lib
 from metalearn import train
 from metalearn.configs import omniglot_maml, omniglot_matching, omniglot_protonet
+from shared import heap
 
+_HEAP = heap.define_flag()
 _LEARNER = flags.DEFINE_enum(
     "learner", "protonet", ["protonet", "matching", "maml"], "Learner to time."
 )
@@ -68,6 +70,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the median is reported."
 
 
 def main(argv) -> None:
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     modules = {
         "protonet": omniglot_protonet,

@@ -31,7 +31,9 @@ from absl import app, flags
 from nas import rnn_cell, rnn_lm
 from nas import rnn_controller as ctrl_lib
 from nas import search_space as space_lib
+from shared import heap
 
+_HEAP = heap.define_flag()
 _HIDDEN = flags.DEFINE_integer("hidden", 64, "hidden = embedding size")
 _BATCH = flags.DEFINE_integer("batch", 20, "sequences per step")
 _BPTT = flags.DEFINE_integer("bptt", 35, "steps per BPTT window")
@@ -59,6 +61,7 @@ def _time(fn, state):
 
 
 def main(argv):
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     space = space_lib.rnn_space(_NODES.value)
     arch = (

@@ -34,6 +34,7 @@ from nas import controller as controller_lib
 from nas import networks
 from nas import search_space as space_lib
 from nas import supernet as supernet_lib
+from shared import heap
 
 
 def _time(fn, steps: int, repeats: int = 3) -> float:
@@ -63,7 +64,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=5)  # micro: nodes per cell
     parser.add_argument("--image_size", type=int, default=28)
     parser.add_argument("--archs", type=int, default=2)  # each a fixed-net compile
+    parser.add_argument("--heap", default="auto", choices=heap.MODES, help=heap.HELP)
     args = parser.parse_args()
+    heap.configure(args.heap)  # before JAX starts its threads
     supernet_lib.MAX_POOL = args.max_pool
     if args.space == "micro":  # --layers is then the official num_layers
         space = space_lib.micro_space(args.cells)

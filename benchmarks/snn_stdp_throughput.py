@@ -30,8 +30,10 @@ import numpy as np
 from absl import app, flags
 
 from shared import data as data_lib
+from shared import heap
 from snn import diehl_cook
 
+_HEAP = heap.define_flag()
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
 _NEURONS = flags.DEFINE_list("num_neurons", ["100"], "Excitatory neuron counts.")
@@ -65,6 +67,7 @@ def _time(call, images_per_call: int) -> tuple[list[float], float]:
 
 
 def main(argv):
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     train = data_lib.load("mnist", "train")
     pool = np.asarray(train.images[:2000], np.float32).reshape(2000, -1)

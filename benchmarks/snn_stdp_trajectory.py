@@ -30,8 +30,10 @@ import numpy as np
 from absl import app, flags
 
 from shared import data as data_lib
+from shared import heap
 from snn import diehl_cook
 
+_HEAP = heap.define_flag()
 _EXPORT = flags.DEFINE_string("export", None, "Write the shared start to this dir.")
 _DATA = flags.DEFINE_string("data", None, "A dir written by --export.")
 _OUT = flags.DEFINE_string("out", None, "Trajectory output dir.")
@@ -149,6 +151,7 @@ def score(data: pathlib.Path, weights_path: str, theta_path: str, responses) -> 
 
 
 def main(argv):
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     if _EXPORT.value:
         export(pathlib.Path(_EXPORT.value))

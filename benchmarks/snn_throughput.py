@@ -19,10 +19,10 @@ recurrent-net order) and that per-step computation in plain JAX
 then `--seconds` of steps, `--repeats` times; the median samples/s and the
 process's peak RSS.
 Each row also records the first call's seconds (compile + one step) and the
-glibc malloc variables in force: with `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=4294967296` in the environment XLA:CPU's per-call temp
-buffer stays in the heap instead of being mapped and page-faulted each step
-(SNN-CONV 1.5x faster here, snn/README.md).
+glibc heap settings in force (`--heap`, `shared/heap.py`: by default on the
+CPU XLA:CPU's per-call temp buffer stays in the heap instead of being mapped
+and page-faulted each step; SNN-CONV 1.5x faster here, snn/README.md), made
+by `--heap` or exported as `MALLOC_*` variables.
 `--workloads=onb` adds the Open Neuromorphic shape (Linear + LIF, 16,384
 neurons, batch 16, T=500, forward + backward) with and without `jax.checkpoint`
 (XLA's temp-buffer size from `memory_analysis()`).
@@ -43,9 +43,11 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from shared import heap
 from snn import encoding, network, neurons, surrogate
 from snn import layers as layers_lib
 
+_HEAP = heap.define_flag()
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
 _WORKLOADS = flags.DEFINE_list("workloads", ["mlp", "conv"], "mlp, conv, onb.")
@@ -73,6 +75,7 @@ _DENSE_IN_SCAN = flags.DEFINE_bool(
 
 T = 25
 MALLOC = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+HEAP_MADE = {}  # the settings `heap.configure` made in `main`
 LIF = neurons.LIF(beta=0.9, threshold=1.0, reset="subtract", scale=25.0)
 
 
@@ -228,6 +231,7 @@ def onb_rows():
 
 
 def main(argv):
+    HEAP_MADE.update(heap.configure(_HEAP.value))  # before JAX starts its threads
     del argv
     workloads = {
         "mlp": (layers_lib.mlp_layers((256,)), (784,), 128),
@@ -267,7 +271,11 @@ def main(argv):
                 "compile_seconds": round(compile_seconds, 1),
                 # glibc malloc settings: XLA:CPU maps its temp buffer (230 MiB
                 # for SNN-CONV) afresh each call unless the heap keeps it
-                "malloc_env": {k: v for k, v in os.environ.items() if k in MALLOC},
+                "heap": _HEAP.value,
+                "malloc": {
+                    **HEAP_MADE,
+                    **{k: v for k, v in os.environ.items() if k in MALLOC},
+                },
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,
                 "device": jax.devices()[0].device_kind,

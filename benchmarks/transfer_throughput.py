@@ -49,8 +49,10 @@ import numpy as np
 import optax
 from absl import app, flags
 
+from shared import heap
 from transfer import genetic, pathnet, schedules, tasks
 
+_HEAP = heap.define_flag()
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
 _POPULATION = flags.DEFINE_integer("population", 64, "Population size P.")
@@ -203,6 +205,7 @@ def time_loop(forward: str, batches, optimizer, params) -> float:
 
 
 def main(argv):
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     del argv
     unknown = set(_METHODS.value) - set(METHODS)
     if unknown:

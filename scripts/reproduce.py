@@ -29,6 +29,7 @@ from scripts import cli
 from scripts import ledger as ledger_lib
 from scripts import presets as presets_lib
 from scripts import report as report_lib
+from shared import heap
 from shared import workdir as workdir_lib
 from shared.errors import ConfigError, Interrupted, UserError
 
@@ -48,6 +49,7 @@ _CHECK = flags.DEFINE_bool(
 _LEDGER = flags.DEFINE_string(
     "ledger", None, "Only check this results.json against its preset's bands."
 )
+_HEAP = heap.define_flag()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -216,6 +218,7 @@ def _check(ledger) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; use --flag=value")
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     if _LEDGER.value:
         try:
             _check(ledger_lib.read(_LEDGER.value))

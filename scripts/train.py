@@ -1,7 +1,7 @@
 r"""Trains any area's experiment from a config file.
 
     python -m scripts.train --config=shared/configs/mnist_classifier.py:quick \
-        --workdir=workdirs/mnist [--config.seed=1] [--data_dir=DIR]
+        --workdir=workdirs/mnist [--config.seed=1] [--data_dir=DIR] [--heap=auto]
 
 The config names its area; this script validates it, writes `config.json` into
 the workdir and calls `<area>.train.train_and_evaluate(config, workdir)`. A rerun
@@ -17,6 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from scripts.cli import fail, flag_error, parse_flags, print_summary, run
+from shared import heap
 from shared.errors import Interrupted, UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -31,12 +32,14 @@ _DATA_DIR = flags.DEFINE_string(
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (multi-host runs)."
 )
+_HEAP = heap.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; use --flag=value")
+    heap.configure(_HEAP.value)  # before JAX starts its threads
     if _DISTRIBUTED.value:
         from shared import mesh
 
