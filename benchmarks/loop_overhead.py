@@ -87,7 +87,7 @@ def fit_loop(step, state, batches, num_steps, mesh) -> float:
 
 
 def main(argv) -> None:
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="shared")  # before JAX starts its threads
     del argv
     logging.set_verbosity(logging.WARNING)
     step, fresh_state, fresh_batches = _setup()

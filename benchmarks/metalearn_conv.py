@@ -99,7 +99,7 @@ def time_calls(fn, *args) -> float:
 
 
 def main(argv) -> None:
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="metalearn")  # before JAX starts its threads
     del argv
     for name in _FIRST.value + _REST.value:
         if name not in CONVS:

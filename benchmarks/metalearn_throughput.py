@@ -2,7 +2,8 @@ r"""Meta-training episodes/s and peak RSS of the few-shot learners' step.
 
     JAX_PLATFORMS=cpu python -m benchmarks.metalearn_throughput \
         [--learner=protonet] [--way=5] [--shot=1] [--query=15] [--meta_batch=32] \
-        [--episode_group=1] [--chunk=0] [--conv_impl=auto] [--first_order] \
+        [--episode_group=1] [--episode_loop=unroll|scan] [--chunk=0] \
+        [--conv_impl=auto] [--first_order] \
         [--remat] \
         [--seconds=20] [--repeats=3]
 
@@ -22,7 +23,8 @@ Omniglot (Vinyals split, rotations): compile, 3 warm-up steps, then
 summary line with the median episodes/s, the compile and warm-up times, XLA's
 temp-buffer size for the step and the peak RSS of the process (compilation
 included). The step differentiates `--episode_group` episodes at a time
-(`metalearn/accumulate.py`, the training default 1); `--chunk` splits each
+(`metalearn/accumulate.py`, the training default 1), the groups unrolled in
+the graph or as one `lax.scan` step each (`--episode_loop`); `--chunk` splits each
 convolution's batch into cache-sized pieces; `--conv_impl=winograd` runs the
 large maps' convolutions as Winograd F(2x2, 3x3) matmuls (`metalearn/winograd.py`),
 `--conv_impl=matmul` (`auto`'s choice on CPU) as patches x matmul with a
@@ -65,12 +67,18 @@ _CONV_IMPL = flags.DEFINE_enum(
 _GROUP = flags.DEFINE_integer(
     "episode_group", 1, "Episodes differentiated together (0 = all at once)."
 )
+_LOOP = flags.DEFINE_enum(
+    "episode_loop",
+    None,
+    ["scan", "unroll"],
+    "Loop over episode groups (default: the config's).",
+)
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Timed seconds per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; the median is reported.")
 
 
 def main(argv) -> None:
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="metalearn")  # before JAX starts its threads
     del argv
     modules = {
         "protonet": omniglot_protonet,
@@ -87,6 +95,8 @@ def main(argv) -> None:
     config.chunk = _CHUNK.value
     config.conv_impl = _CONV_IMPL.value
     config.episode_group = _GROUP.value
+    if _LOOP.value is not None:
+        config.episode_loop = _LOOP.value
     images, _ = episodes_lib.load_omniglot("vinyals", "train")
     data = episodes_lib.make_class_images(images, rotations=True)
     learner = train.make_learner(config)
@@ -130,6 +140,7 @@ def main(argv) -> None:
                 "chunk": config.chunk,
                 "conv_impl": config.conv_impl,
                 "episode_group": config.episode_group,
+                "episode_loop": config.episode_loop,
                 "first_order": _FIRST_ORDER.value,
                 "remat": _REMAT.value,
                 "median_episodes_per_second": statistics.median(rates),

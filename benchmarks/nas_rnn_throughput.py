@@ -61,7 +61,7 @@ def _time(fn, state):
 
 
 def main(argv):
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="nas")  # before JAX starts its threads
     del argv
     space = space_lib.rnn_space(_NODES.value)
     arch = (

@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=2)  # each a fixed-net compile
     parser.add_argument("--heap", default="auto", choices=heap.MODES, help=heap.HELP)
     args = parser.parse_args()
-    heap.configure(args.heap)  # before JAX starts its threads
+    heap.configure(args.heap, area="nas")  # before JAX starts its threads
     supernet_lib.MAX_POOL = args.max_pool
     if args.space == "micro":  # --layers is then the official num_layers
         space = space_lib.micro_space(args.cells)

@@ -67,7 +67,7 @@ def _time(call, images_per_call: int) -> tuple[list[float], float]:
 
 
 def main(argv):
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="snn")  # before JAX starts its threads
     del argv
     train = data_lib.load("mnist", "train")
     pool = np.asarray(train.images[:2000], np.float32).reshape(2000, -1)

@@ -151,7 +151,7 @@ def score(data: pathlib.Path, weights_path: str, theta_path: str, responses) -> 
 
 
 def main(argv):
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="snn")  # before JAX starts its threads
     del argv
     if _EXPORT.value:
         export(pathlib.Path(_EXPORT.value))

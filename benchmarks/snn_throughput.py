@@ -231,7 +231,7 @@ def onb_rows():
 
 
 def main(argv):
-    HEAP_MADE.update(heap.configure(_HEAP.value))  # before JAX starts its threads
+    HEAP_MADE.update(heap.configure(_HEAP.value, area="snn"))  # before JAX starts
     del argv
     workloads = {
         "mlp": (layers_lib.mlp_layers((256,)), (784,), 128),

@@ -205,7 +205,7 @@ def time_loop(forward: str, batches, optimizer, params) -> float:
 
 
 def main(argv):
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value, area="transfer")  # before JAX starts its threads
     del argv
     unknown = set(_METHODS.value) - set(METHODS)
     if unknown:

@@ -9,16 +9,26 @@ CPU cache holds (shared/PERF-NOTES.md: per-image speed falls past ~16-32
 images). `value_and_grad` here splits the meta-batch into groups of `group`
 episodes, differentiates `episode_loss` on each group (the same function, on a
 smaller meta-batch) and averages, as PyTorch's per-task loop accumulates
-`.backward()` calls. The groups are unrolled in Python inside the same graph
-(convolutions in `lax.scan`/`lax.map` bodies ran 5-30x slower on XLA:CPU:
-9x here), and group g+1's images are made to depend on group g's gradient
-(`images + 0 * sum(grads)`, which XLA keeps: `x * 0` is not folded for
-floats), so XLA runs the groups one after another and reuses one group's
-activation memory. (`lax.optimization_barrier` did not do it: the compiled
-program had no barrier left and the same temp memory, 365 vs 368 MB.)
-Measured on 4 ProtoNet episodes, 5-way 1-shot 15-query, Conv-4: XLA temp
-memory 368 -> 93 MB and 2.7 -> 5.2 episodes/s (the smaller working set stays
-in cache).
+`.backward()` calls. Measured on 4 ProtoNet episodes, 5-way 1-shot 15-query,
+Conv-4: XLA temp memory 368 -> 93 MB and 2.7 -> 5.2 episodes/s (the smaller
+working set stays in cache).
+
+Two loops over the groups (`loop`, `config.episode_loop`):
+  `unroll`  the groups side by side in one graph, group g+1's images made to
+            depend on group g's gradient (`images + 0 * sum(grads)`, which
+            XLA keeps: `x * 0` is not folded for floats), so XLA runs them one
+            after another and reuses one group's activation memory
+            (`lax.optimization_barrier` did not do it: the compiled program
+            had no barrier left and the same temp memory, 365 vs 368 MB).
+            Compiling 32 copies of the episode graph takes minutes and most
+            of the process's peak memory (second-order MAML: 295 s, 4.2 GB).
+  `scan`    one `lax.scan` step per group: one copy to compile (10-16x less
+            compile time, 2.5-4.1x less peak RSS at meta-batch 32, measured
+            2026-11-27). With `lax.conv` a scan over episodes ran 9x slower;
+            with `conv_impl=matmul` the body runs about as fast as an
+            unrolled episode (-6% to +8% in alternating A/Bs) once the group
+            comes in through the carry (`_scan_groups`).
+Whole-step numbers: README.md, "Speed and memory".
 
 Averaging is exact for every learner here: the loss and accuracy are means
 over episodes, and BatchNorm's running statistics move by the mean of the
@@ -32,8 +42,18 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+EPISODE_LOOPS = ("scan", "unroll")
 
-def value_and_grad(loss_fn: Callable, params, stats, episodes, n_way: int, group: int):
+
+def value_and_grad(
+    loss_fn: Callable,
+    params,
+    stats,
+    episodes,
+    n_way: int,
+    group: int,
+    loop: str = "scan",
+):
     """`jax.value_and_grad(loss_fn, has_aux=True)`, `group` episodes at a time.
 
     Args:
@@ -43,11 +63,17 @@ def value_and_grad(loss_fn: Callable, params, stats, episodes, n_way: int, group
       episodes: an `Episode` with a leading meta-batch axis (E,).
       n_way: classes per episode.
       group: episodes per group; 0 (or >= E) differentiates all E at once.
+      loop: `"scan"` (one `lax.scan` step per group: one group's graph to
+        compile) or `"unroll"` (the groups side by side in the graph).
 
     Returns:
       `((loss, (metrics, new_stats)), grads)`, as `jax.value_and_grad` gives
       for the whole meta-batch (up to float rounding).
     """
+    if loop not in EPISODE_LOOPS:
+        raise ValueError(
+            f"episode loop {loop!r}; set config.episode_loop to one of {EPISODE_LOOPS}."
+        )
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     num_episodes = episodes.support_x.shape[0]
     if group <= 0 or group >= num_episodes:
@@ -57,6 +83,49 @@ def value_and_grad(loss_fn: Callable, params, stats, episodes, n_way: int, group
             f"meta-batch {num_episodes} is not a multiple of group={group}; set "
             "config.episode_group to a divisor of config.meta_batch (or 0)."
         )
+    groups = num_episodes // group
+    if loop == "scan":
+        total = _scan_groups(grad_fn, params, stats, episodes, n_way, groups)
+    else:
+        total = _unrolled_groups(grad_fn, params, stats, episodes, n_way, group)
+    loss, metrics, new_stats, grads = jax.tree.map(lambda x: x / groups, total)
+    return (loss, (metrics, new_stats)), grads
+
+
+def _scan_groups(grad_fn, params, stats, episodes, n_way: int, groups: int):
+    """Sum over groups of `(loss, metrics, new_stats, grads)`, one scan step each.
+
+    The group a step differentiates rides in the carry, and the step's `xs`
+    is the group after it (the last step's is unused): read from `xs`, the
+    images reach the step as a dynamic slice, which XLA fuses into every loop
+    that reads them, and the first layer's backward fusion (which recomputes
+    that layer's 9-tap convolution) ran 5.8x slower for it (67 vs 11.6 ms per
+    MAML task; README.md, "Speed and memory"). A loop-carried group is a plain
+    buffer; carrying it costs one copy of a group's images per step.
+    """
+    parts = jax.tree.map(lambda x: x.reshape(groups, -1, *x.shape[1:]), episodes)
+
+    def one(part):
+        (loss, (metrics, new_stats)), grads = grad_fn(params, stats, part, n_way)
+        return loss, metrics, new_stats, grads
+
+    def body(carry, following):
+        total, part = carry
+        return (jax.tree.map(jnp.add, total, one(part)), following), None
+
+    first = jax.tree.map(lambda x: x[0], parts)
+    following = jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), parts)
+    zeros = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, first)
+    )
+    (total, _), _ = jax.lax.scan(body, (zeros, first), following)
+    return total
+
+
+def _unrolled_groups(grad_fn, params, stats, episodes, n_way: int, group: int):
+    """Sum over groups of `(loss, metrics, new_stats, grads)`, side by side,
+    each group's images made to wait for the previous group's gradient."""
+    num_episodes = episodes.support_x.shape[0]
     total = None
     for start in range(0, num_episodes, group):
         part = jax.tree.map(lambda x, i=start: x[i : i + group], episodes)
@@ -65,9 +134,7 @@ def value_and_grad(loss_fn: Callable, params, stats, episodes, n_way: int, group
         (loss, (metrics, new_stats)), grads = grad_fn(params, stats, part, n_way)
         out = (loss, metrics, new_stats, grads)
         total = out if total is None else jax.tree.map(jnp.add, total, out)
-    groups = num_episodes // group
-    loss, metrics, new_stats, grads = jax.tree.map(lambda x: x / groups, total)
-    return (loss, (metrics, new_stats)), grads
+    return total
 
 
 def _after(episodes, grads):

@@ -76,6 +76,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.episode_group={group} must be 0 (the whole meta-batch) or a "
             f"divisor of config.meta_batch={config.meta_batch}."
         )
+    if config.episode_loop not in accumulate.EPISODE_LOOPS:
+        raise ConfigError(
+            f"config.episode_loop={config.episode_loop!r}; use one of "
+            f"{accumulate.EPISODE_LOOPS} (--config.episode_loop=scan)."
+        )
     if config.chunk < 0:
         raise ConfigError(f"config.chunk={config.chunk}; use 0 (off) or a size > 0.")
     if config.conv_impl not in embeddings.CONV_IMPLS:
@@ -147,6 +152,7 @@ def make_step(learner, optimizer, num_base: int, rotations: int, config):
             episodes,
             way,
             config.episode_group,
+            config.episode_loop,
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

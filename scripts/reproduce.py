@@ -218,7 +218,7 @@ def _check(ledger) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}; use --flag=value")
-    heap.configure(_HEAP.value)  # before JAX starts its threads
+    heap.configure(_HEAP.value)  # areas mixed: auto leaves malloc alone
     if _LEDGER.value:
         try:
             _check(ledger_lib.read(_LEDGER.value))

@@ -39,11 +39,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; use --flag=value")
-    heap.configure(_HEAP.value)  # before JAX starts its threads
-    if _DISTRIBUTED.value:
-        from shared import mesh
-
-        mesh.initialize_distributed()
     try:
         config = _CONFIG.value
         config.keys()  # the flag loads lazily: force any deferred load error here
@@ -51,6 +46,12 @@ def main(argv) -> None:
         fail(str(error))
     except (KeyError, AttributeError, OSError, ValueError, TypeError) as error:
         fail(flag_error(error))
+    # before JAX starts its threads
+    heap.configure(_HEAP.value, area=config.get("area"))
+    if _DISTRIBUTED.value:
+        from shared import mesh
+
+        mesh.initialize_distributed()
     if _DATA_DIR.value is not None:
         with config.unlocked():
             config.data_dir = _DATA_DIR.value

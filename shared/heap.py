@@ -17,10 +17,13 @@ knobs as the `MALLOC_MMAP_MAX_` / `MALLOC_TRIM_THRESHOLD_` / `MALLOC_ARENA_MAX`
 environment variables, which glibc reads only at process start). The entry
 points (`scripts/train.py`, the benchmarks) call it with their `--heap` flag:
 
-- `auto` (default): tune when the run will be on the CPU (`JAX_PLATFORMS`
-  starts with `cpu`, or names nothing and no GPU/TPU plugin is installed) and
-  libc is glibc; a setting whose environment variable the user exported is
-  left alone.
+- `auto` (default): tune when the run is one of the areas where it was
+  measured faster (`TUNED_AREAS`: `snn`), on the CPU (`JAX_PLATFORMS` starts
+  with `cpu`, or names nothing and no GPU/TPU plugin is installed), with
+  glibc; a setting whose environment variable the user exported is left
+  alone. Elsewhere `auto` changes nothing: the same settings made ProtoNet's
+  step ~10% slower (idle A/Bs, `--heap=auto` tuned vs `system`: 7.30 / 6.63
+  vs 7.83 / 7.51 episodes/s), likely the one arena's lock.
 - `tuned`: tune whatever the backend (still glibc only).
 - `system`: change nothing.
 
@@ -47,8 +50,9 @@ import importlib.util
 import os
 
 MODES = ("auto", "tuned", "system")
+TUNED_AREAS = ("snn",)  # where `auto` tunes: measured faster there
 HELP = (
-    "glibc heap for XLA:CPU's per-call temp buffers: auto (tune on the CPU backend), "
+    "glibc heap for XLA:CPU's per-call temp buffers: auto (tune CPU runs of snn), "
     "tuned (always), system (leave malloc as it is). See shared/heap.py."
 )
 
@@ -86,13 +90,16 @@ def _cpu_run() -> bool:
     return not any(importlib.util.find_spec(name) for name in plugins)
 
 
-def configure(mode: str = "auto", cpu: bool | None = None) -> dict[str, int]:
+def configure(
+    mode: str = "auto", area: str | None = None, cpu: bool | None = None
+) -> dict[str, int]:
     """Applies `mode` (one of `MODES`); returns the settings made, by env name.
 
     Call it first thing in an entry point, before any JAX computation.
 
     Args:
       mode: `auto`, `tuned` or `system` (see the module docstring).
+      area: the run's area (`config.area`); `auto` tunes `TUNED_AREAS` only.
       cpu: for `auto`, whether the run is on the CPU; None guesses it from
         `JAX_PLATFORMS` and the installed plugins.
 
@@ -103,7 +110,9 @@ def configure(mode: str = "auto", cpu: bool | None = None) -> dict[str, int]:
         raise ValueError(f"--heap={mode!r} is not one of {', '.join(MODES)}.")
     if mode == "system":
         return {}
-    if mode == "auto" and not (_cpu_run() if cpu is None else cpu):
+    if mode == "auto" and (
+        area not in TUNED_AREAS or not (_cpu_run() if cpu is None else cpu)
+    ):
         return {}
     libc = _glibc()
     if libc is None:

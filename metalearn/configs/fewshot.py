@@ -57,6 +57,10 @@ def base_config(learner: str, variant: str) -> ml_collections.ConfigDict:
     # activations instead of the meta-batch's (metalearn/accumulate.py). The
     # paper budget runs on a GPU, where one batched graph is the fast one.
     config.episode_group = 0 if budget == "paper" else 1
+    # the loop over those groups: "scan" (one copy of the episode graph:
+    # ~20-35 s of compile, < 1 GB peak RSS) or "unroll" (32 copies: minutes of
+    # compile, 2-4 GB); the same episodes/s within noise (README "Speed and memory")
+    config.episode_loop = "scan"
     config.fce = False
     config.fce_steps = 5
     # episodes

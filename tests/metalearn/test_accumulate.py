@@ -1,4 +1,4 @@
-"""The grouped meta-batch gradient equals the plain vmapped one."""
+"""The grouped meta-batch gradient, unrolled or scanned, equals the plain one."""
 
 import dataclasses
 
@@ -45,14 +45,24 @@ def test_grouped_gradient_equals_whole_meta_batch(name):
         reference = jax.value_and_grad(unchunked.episode_loss, has_aux=True)(
             params, stats, episodes, N
         )
-        # the fast path: one episode at a time, convolutions in chunks
-        fast = accumulate.value_and_grad(
-            learner.episode_loss, params, stats, episodes, N, 1
-        )
-        return reference, fast
+        # the fast path: one episode at a time, convolutions in chunks, the
+        # episodes side by side in the graph or one lax.scan step each
+        grouped = {
+            loop: accumulate.value_and_grad(
+                learner.episode_loss, params, stats, episodes, N, 1, loop
+            )
+            for loop in accumulate.EPISODE_LOOPS
+        }
+        return reference, grouped
 
-    reference, ones = run(params, stats, episodes)
-    chex.assert_trees_all_close(ones, reference, rtol=2e-4, atol=1e-5)
+    reference, grouped = run(params, stats, episodes)
+    chex.assert_trees_all_close(grouped["unroll"], reference, rtol=2e-4, atol=1e-5)
+    chex.assert_trees_all_close(grouped["scan"], reference, rtol=2e-4, atol=1e-5)
+    # the two loops add the same per-episode terms in the same order
+    chex.assert_trees_all_close(
+        grouped["scan"], grouped["unroll"], rtol=1e-5, atol=1e-6
+    )
+    ones = grouped["scan"]
     (loss, (metrics, new_stats)), grads = ones
     assert loss > 0 and np.isfinite(loss)
     assert metrics["loss"] == pytest.approx(float(loss), rel=1e-6)
@@ -62,15 +72,26 @@ def test_grouped_gradient_equals_whole_meta_batch(name):
         assert not np.allclose(new_stats["mean"][0], stats["mean"][0])
 
 
-def test_group_must_divide_the_meta_batch():
+def test_group_must_divide_the_meta_batch_and_the_loop_be_known():
     learner = LEARNERS["protonet"]
     params, stats = jax.jit(learner.init)(jax.random.key(0))
-    with pytest.raises(ValueError, match="episode_group"):
-        jax.eval_shape(
+
+    def shapes(episodes, group, loop):
+        return jax.eval_shape(
             lambda p, s, e: accumulate.value_and_grad(
-                learner.episode_loss, p, s, e, N, 2
+                learner.episode_loss, p, s, e, N, group, loop
             ),
             params,
             stats,
-            random_episodes(3),
+            episodes,
         )
+
+    with pytest.raises(ValueError, match="episode_group"):
+        shapes(random_episodes(3), 2, "scan")
+    with pytest.raises(ValueError, match="config.episode_loop"):
+        shapes(random_episodes(), 1, "while")
+    # groups of two episodes in a scan: the same shapes as the whole batch
+    (loss, (_, new_stats)), grads = shapes(random_episodes(4), 2, "scan")
+    chex.assert_shape(loss, ())
+    chex.assert_trees_all_equal_shapes(grads, params)
+    chex.assert_trees_all_equal_shapes(new_stats, stats)

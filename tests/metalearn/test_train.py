@@ -70,6 +70,10 @@ def test_variants_and_validation():
     config.train_query = 16
     with pytest.raises(ConfigError, match="train_query"):
         train.validate_config(config)
+    config.train_query = 5
+    config.episode_loop = "fori"
+    with pytest.raises(ConfigError, match="config.episode_loop"):
+        train.validate_config(config)
 
 
 def test_sinusoid_smoke_end_to_end(tmp_path):
