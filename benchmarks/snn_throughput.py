@@ -74,7 +74,6 @@ _DENSE_IN_SCAN = flags.DEFINE_bool(
 )
 
 T = 25
-MALLOC = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 HEAP_MADE = {}  # the settings `heap.configure` made in `main`
 LIF = neurons.LIF(beta=0.9, threshold=1.0, reset="subtract", scale=25.0)
 
@@ -274,7 +273,7 @@ def main(argv):
                 "heap": _HEAP.value,
                 "malloc": {
                     **HEAP_MADE,
-                    **{k: v for k, v in os.environ.items() if k in MALLOC},
+                    **{k: v for k, v in os.environ.items() if k in heap.ENV_NAMES},
                 },
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 / 1024,

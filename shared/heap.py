@@ -64,6 +64,7 @@ _SETTINGS = (
     ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, 2**31 - 1),  # the int maximum
     ("MALLOC_ARENA_MAX", _M_ARENA_MAX, 1),
 )
+ENV_NAMES = tuple(name for name, _, _ in _SETTINGS)
 
 
 def _glibc():

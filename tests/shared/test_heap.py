@@ -37,7 +37,7 @@ print(json.dumps({"made": made, "faults": faults}))
 
 def _probe(mode, area="snn", **env):
     environ = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO_ROOT, **env}
-    for name in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"):
+    for name in heap.ENV_NAMES:
         if name not in env:
             environ.pop(name, None)
     out = subprocess.run(
