@@ -1,7 +1,8 @@
 """NAS throughput: supernet step (kernel / switch / mask) vs the fixed child.
 
     JAX_PLATFORMS=cpu python -m benchmarks.nas_throughput [--layers 6 --width 16]
-        [--selects kernel,switch,mask] [--max_pool window|shifted]
+        [--selects kernel,switch,mask|none] [--max_pool window|shifted]
+        [--channels 3 --image_size 32]   # CIFAR-10 shapes (paper presets)
 
 Prints JSON lines: train-step time (forward + backward + SGD, batch 64 of
 28x28x1) for the supernet with `lax.switch`, with masked selection, and for the
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--space", default="macro", choices=["macro", "micro"])
     parser.add_argument("--cells", type=int, default=5)  # micro: nodes per cell
     parser.add_argument("--image_size", type=int, default=28)
+    parser.add_argument("--channels", type=int, default=1)  # 3 for CIFAR sizes
     parser.add_argument("--archs", type=int, default=2)  # each a fixed-net compile
     parser.add_argument("--heap", default="auto", choices=heap.MODES, help=heap.HELP)
     args = parser.parse_args()
@@ -72,11 +74,11 @@ def main() -> None:
         space = space_lib.micro_space(args.cells)
     else:
         space = space_lib.macro_space(args.layers)
-    config = networks.make_config(space, args.width, 1, 10, args.layers)
+    config = networks.make_config(space, args.width, args.channels, 10, args.layers)
     net = networks.module(config)
     params = net.init(jax.random.key(0), config)
     size = args.image_size
-    x = jax.random.normal(jax.random.key(1), (args.batch, size, size, 1))
+    x = jax.random.normal(jax.random.key(1), (args.batch, size, size, args.channels))
     y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
     archs = [space_lib.random_arch(jax.random.key(3 + i), space) for i in range(8)]
     optimizer = optax.sgd(0.01, momentum=0.9, nesterov=True)
@@ -99,6 +101,7 @@ def main() -> None:
         row = {"what": what, "seconds": seconds, **extra, "layers": args.layers}
         row.update(space=args.space, image_size=size)
         row.update(width=args.width, batch=args.batch, peak_rss_mb=rss())
+        row["channels"] = args.channels
         row["max_pool"] = args.max_pool
         row["device"] = jax.devices()[0].device_kind
         print(json.dumps(row), flush=True)
@@ -131,7 +134,7 @@ def main() -> None:
             _time(lambda i, f=score, a=sampled: f(a), 3),
         )
 
-    selects = args.selects.split(",")
+    selects = [s for s in args.selects.split(",") if s != "none"]  # none: child only
     archs = archs[: args.archs]  # each also compiled as a fixed network
 
     def make_run(step, state, arch):
@@ -166,6 +169,19 @@ def main() -> None:
         emit(f"{what}_mean_of_{len(archs)}_archs", mean[name])
     for select in selects:
         emit(f"ratio_{select}", ratio=round(mean[select] / mean["fixed"], 3))
+    for select in selects:  # a controller step scores each sample by a forward pass
+        forward = jax.jit(lambda p, a, s=select: net.apply(p, config, a, x, s))
+        emit(
+            f"supernet_forward_{select}_mean_of_{len(archs)}_archs",
+            float(
+                np.mean(
+                    [
+                        _time(lambda i, a=a, f=forward: f(params, a), args.steps)
+                        for a in archs
+                    ]
+                )
+            ),
+        )
 
 
 if __name__ == "__main__":
