@@ -11,7 +11,7 @@ of canonical (NHWC, HWIO) convolutions only:
   y = x * w (correlation, "SAME", odd k, pad p = k // 2)
   dL/dx = g * flip(w) with input and output channels swapped ("SAME")
   dL/dw[i, j, a, b] = sum_{n,h,w} x_pad[n, h + i, w + j, a] g[n, h, w, b]:
-          one (a x nhw) @ (nhw x b) matmul per shift (i, j)
+          a canonical conv of x as (Ci, H, W, N) with g as an (H, W, N, Co) kernel
 
 and the depthwise weight gradient is its diagonal a = b (a product-sum per
 channel and shift). Outside a
@@ -66,10 +66,16 @@ def _shifted_windows(x, size: int, height: int, width: int):
 def _weight_grad(x, grad, size: int, depthwise: bool = False) -> jax.Array:
     """(k, k, Ci, Co): sum_{n,h,w} x_pad[n, h + i, w + j, a] g[n, h, w, b].
 
-    Dense: one batched matmul over (n, h, w) of the k * k stacked windows. As
-    a single conv with the channels as the batch (the textbook form) XLA:CPU
-    took up to 0.5 s for a 5x5, 16-channel layer on (64, 28, 28) inside a
-    switch. Depthwise ((k, k, C)): one product-sum per window, which XLA fuses
+    Dense: the textbook conv with the batch as the contracted feature axis,
+    canonicalized by hand: x as (Ci, H, W, N) images, g as an (H, W, N, Co)
+    kernel, a "SAME"-padded NHWC / HWIO conv giving (Ci, k, k, Co). It is the
+    very conv XLA makes of autodiff's weight gradient outside a switch, where
+    its layout pass adds the transposes; inside a branch that pass does not
+    run. The same values bit for bit; inside a switch, (64, 28, 28, 16), 2
+    cores: 3x3 22 ms, 5x5 45 ms, where the k * k stacked windows' batched
+    matmul (before 2026-11-27, session 20) took 61 / 142 ms and autodiff's own
+    transposed conv 226 / 505 ms (one-off micro-benchmark).
+    Depthwise ((k, k, C)): one product-sum per window, which XLA fuses
     without writing the windows out. The stacked windows' batched
     matrix-vector product (before 2026-11-27) took 3-4x as long inside a
     switch (5x5 on (64, 14, 14, 8): 9.65 vs 2.82 ms; 7x7x16: 7.47 vs 1.88 ms;
@@ -77,12 +83,19 @@ def _weight_grad(x, grad, size: int, depthwise: bool = False) -> jax.Array:
     supernet's op time (profile: stacks, slices and dots, ~145 of 575 ms per
     step summed over threads). Same sums in another order.
     """
-    windows = _shifted_windows(x, size, *grad.shape[1:3])
     if depthwise:
+        windows = _shifted_windows(x, size, *grad.shape[1:3])
         taps = [jnp.sum(window * grad, axis=(0, 1, 2)) for window in windows]
         return jnp.stack(taps).reshape(size, size, -1)
-    out = jnp.einsum("knhwa,nhwb->kab", jnp.stack(windows), grad)
-    return out.reshape(size, size, *out.shape[1:])
+    pad = size // 2
+    out = jax.lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0),  # (Ci, H, W, N): Ci images of N features
+        grad.transpose(1, 2, 0, 3),  # (H, W, N, Co): an HxW kernel
+        (1, 1),
+        ((pad, pad), (pad, pad)),
+        dimension_numbers=_NHWC,
+    )  # (Ci, k, k, Co)
+    return out.transpose(1, 2, 0, 3)
 
 
 @jax.custom_vjp
