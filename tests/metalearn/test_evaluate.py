@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from metalearn import evaluate, protonets
+from metalearn import evaluate, maml, protonets
 from tests.metalearn import helpers
 
 
@@ -24,3 +24,21 @@ def test_fixed_test_episodes_are_deterministic():
     np.testing.assert_array_equal(first, again)
     assert ((first >= 0) & (first <= 1)).all()
     assert not np.array_equal(first, other)
+
+
+def test_episodes_one_at_a_time_equal_the_vmapped_chunk():
+    data = helpers.marked_data(rotations=True)
+    keys = jax.random.split(jax.random.key(3), 5)
+    sizes = (data.num_base, data.rotations, 3, 1, 2)
+    learners = [
+        protonets.ProtoNet(hidden=8, depth=2, test_bn="transductive"),
+        maml.MAML(n_way=3, hidden=8, depth=2, image_size=helpers.SIZE, test_steps=2),
+    ]
+    for learner in learners:
+        params, stats = jax.jit(learner.init)(jax.random.key(0))
+        run = lambda one: evaluate._chunk_accuracy(  # noqa: E731
+            learner, sizes, params, stats, data.images, keys, one
+        )
+        one, chunk = run(True), run(False)
+        assert one.shape == (5,)
+        np.testing.assert_array_equal(one, chunk)
