@@ -14,7 +14,10 @@ folded meta-batch gives the same numbers as embedding each episode on its own.
 
 Each block computes `pool(relu(BN(conv)))` as `relu(BN(pool'(conv)))`, where
 pool' takes each window's max or min by the sign of the BN scale: the same
-numbers on a quarter of the pixels (`affine_relu_pool`).
+numbers on a quarter of the pixels (`affine_relu_pool`). With batch
+statistics and the matmul convolution, a whole block runs as
+`conv_block.block`, whose backward is written by hand (`block_vjp`; 1.3x the
+ProtoNet step on CPU, README.md "Speed and memory").
 
 BatchNorm modes:
   `batch`         per-episode batch statistics; running averages updated
@@ -29,7 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from metalearn import conv_matmul, winograd
+from metalearn import conv_block, conv_matmul, winograd
 from shared import draws
 
 BN_MODES = ("batch", "transductive", "running")
@@ -173,6 +176,7 @@ def apply(
     momentum: float = 0.1,
     chunk: int = 0,
     conv_impl: str = "auto",
+    block_vjp: bool | None = None,
 ):
     """Embeds a meta-batch of image sets.
 
@@ -185,6 +189,14 @@ def apply(
       chunk: conv batch chunk size (0 = one conv over all E*B images).
       conv_impl: one of `CONV_IMPLS` (`_conv`, `resolve_conv_impl`); the same
         numbers up to rounding.
+      block_vjp: run each block as `conv_block.block` (matmul conv, BatchNorm,
+        ReLU and pool with one hand-written backward) instead of leaving the
+        backward to autodiff; the same gradients up to rounding. None: on
+        with `conv_impl` `matmul` in `batch` mode (ProtoNets, Matching Nets),
+        off otherwise: MAML's second order differentiates that backward
+        inside its `lax.scan` inner loop, where at tied pool windows it
+        gives a different subgradient (1.7e-3 relative on Omniglot; README,
+        "Speed and memory").
 
     Returns:
       (features (E, B, D), new_stats); new_stats is `stats` unless mode=`batch`.
@@ -192,10 +204,32 @@ def apply(
     if mode not in BN_MODES:
         raise ValueError(f"mode={mode!r}; use one of {BN_MODES}")
     conv_impl = resolve_conv_impl(conv_impl)
+    if block_vjp is None:
+        block_vjp = conv_impl == "matmul" and mode == "batch"
+    if block_vjp and (conv_impl != "matmul" or mode == "running"):
+        raise ValueError(
+            f"block_vjp needs conv_impl='matmul' and batch statistics, got "
+            f"conv_impl={conv_impl!r}, mode={mode!r}"
+        )
     episodes, batch = x.shape[:2]
     h = x.reshape(episodes * batch, *x.shape[2:])
     new_mean, new_var = [], []
     for i, kernel in enumerate(params["conv"]):
+        count = batch * h.shape[1] * h.shape[2]  # pixels per episode and channel
+        if block_vjp:
+            rows = chunk * h.shape[1] * h.shape[2] if chunk > 0 else 0
+            h, mean, var = conv_block.block(
+                h,
+                kernel,
+                params["scale"][i],
+                params["shift"][i],
+                episodes,
+                rows or conv_matmul.BLOCK_ROWS,
+                _EPSILON,
+            )
+            if mode == "batch":
+                _update_running(stats, i, mean, var, count, momentum, new_mean, new_var)
+            continue
         h = _conv(h, kernel, chunk, conv_impl)
         h = h.reshape(episodes, batch, *h.shape[1:])
         if mode == "running":
@@ -204,16 +238,7 @@ def apply(
             mean = h.mean(axis=(1, 2, 3), keepdims=True)
             var = jnp.square(h - mean).mean(axis=(1, 2, 3), keepdims=True)
             if mode == "batch":
-                count = batch * h.shape[2] * h.shape[3]
-                unbiased = var.mean(axis=(0, 1, 2, 3)) * count / max(count - 1, 1)
-                batch_mean = jax.lax.stop_gradient(mean.mean(axis=(0, 1, 2, 3)))
-                new_mean.append(
-                    (1 - momentum) * stats["mean"][i] + momentum * batch_mean
-                )
-                new_var.append(
-                    (1 - momentum) * stats["var"][i]
-                    + momentum * jax.lax.stop_gradient(unbiased)
-                )
+                _update_running(stats, i, mean, var, count, momentum, new_mean, new_var)
         scale = params["scale"][i] * jax.lax.rsqrt(var + _EPSILON)
         h = affine_relu_pool(
             h, scale, params["shift"][i] - mean * scale, conv_impl == "matmul"
@@ -223,6 +248,17 @@ def apply(
     if mode == "batch":
         stats = {"mean": new_mean, "var": new_var}
     return features, stats
+
+
+def _update_running(stats, i, mean, var, count, momentum, new_mean, new_var):
+    """Appends layer `i`'s running mean and (unbiased) variance, moved by the
+    mean over episodes of the batch statistics `mean`, `var` (E, 1, 1, 1, C)."""
+    unbiased = var.mean(axis=(0, 1, 2, 3)) * count / max(count - 1, 1)
+    batch_mean = jax.lax.stop_gradient(mean.mean(axis=(0, 1, 2, 3)))
+    new_mean.append((1 - momentum) * stats["mean"][i] + momentum * batch_mean)
+    new_var.append(
+        (1 - momentum) * stats["var"][i] + momentum * jax.lax.stop_gradient(unbiased)
+    )
 
 
 def embed_episodes(

@@ -36,9 +36,8 @@ def test_episodes_one_at_a_time_equal_the_vmapped_chunk():
     ]
     for learner in learners:
         params, stats = jax.jit(learner.init)(jax.random.key(0))
-        run = lambda one: evaluate._chunk_accuracy(  # noqa: E731
-            learner, sizes, params, stats, data.images, keys, one
-        )
-        one, chunk = run(True), run(False)
+        args = (learner, sizes, params, stats, data.images, keys)
+        one = evaluate._chunk_accuracy(*args, True)
+        chunk = evaluate._chunk_accuracy(*args, False)
         assert one.shape == (5,)
         np.testing.assert_array_equal(one, chunk)
