@@ -143,11 +143,6 @@ def _conv_backward(x, kernel, dh, block_rows):
         grad = grad.reshape(-1, c_out)
         d_kernel = d_kernel + conv_matmul._patches(part).reshape(-1, 9 * c_in).T @ grad
         taps = (grad @ matrix.T).reshape(part.shape[0], height, width, 3, 3, c_in)
-        padded = sum(
-            jnp.pad(taps[:, :, :, i, j], ((0, 0), (i, 2 - i), (j, 2 - j), (0, 0)))
-            for i in range(3)
-            for j in range(3)
-        )
-        pieces.append(padded[:, 1:-1, 1:-1])
+        pieces.append(conv_matmul.col2im(taps))
     dx = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
     return dx, d_kernel.reshape(kernel.shape)

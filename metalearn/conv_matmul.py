@@ -141,12 +141,19 @@ def _thin_backward(residuals, grad):
     # input gradient: output gradient x W^T, folded back into the image
     # (col2im); unused for images, which XLA then drops
     taps = (grad_flat @ kernel.reshape(9 * c, out).T).reshape(n, h, w, 3, 3, c)
-    grad_padded = sum(
+    return col2im(taps), grad_kernel
+
+
+def col2im(taps: jax.Array) -> jax.Array:
+    """(N, H, W, 3, 3, C) gradients of each pixel's 3x3 'SAME' patch ->
+    (N, H, W, C) input gradient: each tap shifted back onto the pixel it
+    read, summed (the transpose of `_patches`)."""
+    padded = sum(
         jnp.pad(taps[:, :, :, i, j], ((0, 0), (i, 2 - i), (j, 2 - j), (0, 0)))
         for i in range(3)
         for j in range(3)
     )
-    return grad_padded[:, 1:-1, 1:-1], grad_kernel
+    return padded[:, 1:-1, 1:-1]
 
 
 thin_conv3x3.defvjp(_thin_forward, _thin_backward)
