@@ -3,7 +3,7 @@ r"""Meta-training episodes/s and peak RSS of the few-shot learners' step.
     JAX_PLATFORMS=cpu python -m benchmarks.metalearn_throughput \
         [--learner=protonet] [--way=5] [--shot=1] [--query=15] [--meta_batch=32] \
         [--episode_group=1] [--episode_loop=unroll|scan] [--chunk=0] \
-        [--conv_impl=auto] [--first_order] \
+        [--conv_impl=auto] [--cpu_dots=eigen|ynn] [--first_order] \
         [--remat] \
         [--seconds=20] [--repeats=3]
 
@@ -64,6 +64,12 @@ _CONV_IMPL = flags.DEFINE_enum(
     ["auto", "xla", "winograd", "matmul"],
     "3x3 conv implementation (auto: matmul on CPU, metalearn/conv_matmul.py).",
 )
+_CPU_DOTS = flags.DEFINE_enum(
+    "cpu_dots",
+    "eigen",
+    ["eigen", "ynn"],
+    "CPU matmul library (metalearn/train.py CPU_DOTS; ynn = XLA's default).",
+)
 _GROUP = flags.DEFINE_integer(
     "episode_group", 1, "Episodes differentiated together (0 = all at once)."
 )
@@ -94,6 +100,7 @@ def main(argv) -> None:
     config.train_query, config.meta_batch = _QUERY.value, _META_BATCH.value
     config.chunk = _CHUNK.value
     config.conv_impl = _CONV_IMPL.value
+    config.cpu_dots = _CPU_DOTS.value
     config.episode_group = _GROUP.value
     if _LOOP.value is not None:
         config.episode_loop = _LOOP.value
@@ -108,6 +115,7 @@ def main(argv) -> None:
     step = jax.jit(
         train.make_step(learner, optimizer, data.num_base, data.rotations, config),
         donate_argnums=0,
+        compiler_options=train.compiler_options(config),
     )
     batch = {"images": data.images}
     start = time.perf_counter()
@@ -139,6 +147,7 @@ def main(argv) -> None:
                 "meta_batch": config.meta_batch,
                 "chunk": config.chunk,
                 "conv_impl": config.conv_impl,
+                "cpu_dots": config.cpu_dots,
                 "episode_group": config.episode_group,
                 "episode_loop": config.episode_loop,
                 "first_order": _FIRST_ORDER.value,

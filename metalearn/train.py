@@ -88,11 +88,36 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.conv_impl={config.conv_impl!r}; use one of "
             f"{embeddings.CONV_IMPLS}."
         )
+    if config.get("cpu_dots", "eigen") not in CPU_DOTS:
+        raise ConfigError(
+            f"config.cpu_dots={config.cpu_dots!r}; use one of {tuple(CPU_DOTS)} "
+            "(--config.cpu_dots=eigen)."
+        )
     if config.learner == "maml" and config.train_way != config.test_way:
         raise ConfigError(
             f"config.train_way={config.train_way} but config.test_way="
             f"{config.test_way}: MAML's head has one output per class; set them equal."
         )
+
+
+# XLA:CPU runs a matmul either in YNNPACK (its default for dots and reductions)
+# or in Eigen. Eigen's were faster on this path's shapes (16-image patches x
+# (576, 64) and their transposes: 129-130 vs 115-117 GFLOP/s in isolation) and
+# the ProtoNet step ran 11.6 vs 9.7 episodes/s (medians of 3 alternating runs;
+# MAML level: 6.9-7.5 vs 6.6-7.1). YNNPACK keeps the reductions: with none of
+# it the step was slower (README.md, "Speed and memory", session 21).
+CPU_DOTS = {
+    "eigen": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"},
+    "ynn": {},
+}
+
+
+def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
+    """XLA options for the training step: `config.cpu_dots`'s on a CPU backend,
+    none elsewhere."""
+    if jax.default_backend() != "cpu":
+        return None
+    return dict(CPU_DOTS[config.get("cpu_dots", "eigen")]) or None
 
 
 def make_learner(config: ml_collections.ConfigDict):
@@ -247,6 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every,
         mesh=mesh,
+        compiler_options=compiler_options(config),
     )
     accuracies = test_result.get("accuracies")
     if accuracies is None:  # fit evaluates at the last step; this is a fallback

@@ -103,6 +103,7 @@ def fit(
     progress: bool | None = None,
     constants: PyTree = None,
     stop_fn: Callable[[int, dict[str, float]], bool] | None = None,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Trains `state` with `step_fn` for `num_steps` steps, resuming from `workdir`.
 
@@ -157,7 +158,7 @@ def fit(
     last_step = start_step if stopped else num_steps
     if constants is not None:
         constants = mesh_lib.replicate(constants, mesh)
-    jitted = _jitted_step(step_fn, constants is not None)
+    jitted = _jitted_step(step_fn, constants is not None, compiler_options)
     bar = Progress(num_steps, start_step, progress)
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
@@ -232,8 +233,11 @@ def fit(
 _JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _jitted_step(step_fn: StepFn, with_constants: bool):
-    """One jitted, state-donating step per (step_fn, with_constants), cached.
+def _jitted_step(
+    step_fn: StepFn, with_constants: bool, options: Mapping[str, Any] | None = None
+):
+    """One jitted, state-donating step per (step_fn, with_constants, options),
+    cached.
 
     The cache holds `step_fn` weakly (and the jitted wrapper reaches it only
     through a weak reference), so a phase's closure and its compiled code die
@@ -244,7 +248,8 @@ def _jitted_step(step_fn: StepFn, with_constants: bool):
         ref = weakref.ref(step_fn)
     except TypeError:  # not weakly referenceable: compile per call
         cache, ref = {}, lambda: step_fn
-    if with_constants not in cache:
+    slot = (with_constants, tuple(sorted((options or {}).items())))
+    if slot not in cache:
 
         def wrapped(state, batch, base_key, constants):
             key = jax.random.fold_in(base_key, state.step)
@@ -252,8 +257,10 @@ def _jitted_step(step_fn: StepFn, with_constants: bool):
                 return ref()(state, batch, key, constants)
             return ref()(state, batch, key)
 
-        cache[with_constants] = jax.jit(wrapped, donate_argnums=0)
-    return cache[with_constants]
+        cache[slot] = jax.jit(
+            wrapped, donate_argnums=0, compiler_options=dict(options or {}) or None
+        )
+    return cache[slot]
 
 
 def _strong_copy(leaf):

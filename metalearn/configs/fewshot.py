@@ -52,6 +52,9 @@ def base_config(learner: str, variant: str) -> ml_collections.ConfigDict:
     # "auto": patches x matmul on CPU (metalearn/conv_matmul.py), lax.conv
     # elsewhere; or "xla", "winograd" (F(2x2, 3x3) on large maps), "matmul"
     config.conv_impl = "auto"
+    # which library runs the training step's matmuls on a CPU backend: "eigen"
+    # (faster here, metalearn/train.py CPU_DOTS) or "ynn" (XLA's default)
+    config.cpu_dots = "eigen"
     # episodes differentiated together (0 = the whole meta-batch at once): the
     # same gradient; one at a time is faster on CPU and holds one episode's
     # activations instead of the meta-batch's (metalearn/accumulate.py). The

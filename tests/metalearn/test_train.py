@@ -3,9 +3,13 @@
 import json
 import os
 
+import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from metalearn import episodes as episodes_lib
 from metalearn import matching, protonets, train, train_sinusoid
 from metalearn.configs import (
     omniglot_maml,
@@ -73,6 +77,41 @@ def test_variants_and_validation():
     config.train_query = 5
     config.episode_loop = "fori"
     with pytest.raises(ConfigError, match="config.episode_loop"):
+        train.validate_config(config)
+
+
+def test_cpu_dots_option_keeps_ynnpack_off_the_step_matmuls():
+    """`cpu_dots=eigen` compiles the step with no YNNPACK dot (reductions may
+    stay), `ynn` with XLA's default (YNNPACK dots), and both take the same
+    step; a bad value is a ConfigError naming the flag."""
+    config = omniglot_protonet.get_config("smoke")
+    config.num_devices = 1
+    learner = train.make_learner(config)
+    optimizer = train.make_optimizer(config)
+    params, stats = jax.jit(learner.init)(jax.random.key(0))
+    state = train.TrainState(
+        params, stats, optimizer.init(params), jnp.zeros((), jnp.int32)
+    )
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 20, 28, 28, 1), dtype=np.uint8)
+    data = episodes_lib.make_class_images(images, rotations=False)
+    step = train.make_step(learner, optimizer, data.num_base, data.rotations, config)
+    batch = {"images": data.images}
+    results, dots = {}, {}
+    for name in ("eigen", "ynn"):
+        config.cpu_dots = name
+        compiled = (
+            jax.jit(step, compiler_options=train.compiler_options(config))
+            .lower(state, batch, jax.random.key(1))
+            .compile()
+        )
+        lines = compiled.as_text().splitlines()
+        dots[name] = sum("__ynn_fusion" in x and "dot_general" in x for x in lines)
+        results[name] = compiled(state, batch, jax.random.key(1))
+    assert dots["eigen"] == 0 and dots["ynn"] > 0
+    chex.assert_trees_all_close(results["eigen"], results["ynn"], rtol=1e-4, atol=1e-6)
+    config.cpu_dots = "mkl"
+    with pytest.raises(ConfigError, match="config.cpu_dots"):
         train.validate_config(config)
 
 

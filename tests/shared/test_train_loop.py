@@ -259,3 +259,24 @@ def test_stop_fn_ends_the_run_and_a_rerun_does_no_more_work(tmp_path):
     assert (again.start_step, again.final_step, again.stopped_early) == (6, 6, True)
     assert read_metrics(tmp_path) == rows
     assert len(calls) == 2  # the rerun did not step or ask again
+
+
+def test_compiler_options_reach_the_compiled_step(tmp_path):
+    # an invalid value is refused by XLA's compiler only if fit passes it on
+    with pytest.raises(Exception, match="xla_cpu_experimental_ynn_fusion_type"):
+        run(
+            tmp_path / "bad",
+            num_steps=2,
+            compiler_options={"xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_TYPE"},
+        )
+    plain = run(tmp_path / "plain", num_steps=6)
+    tuned = run(
+        tmp_path / "tuned",
+        num_steps=6,
+        compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""},
+    )
+    chex.assert_trees_all_close(
+        jax.device_get(plain.state.params),
+        jax.device_get(tuned.state.params),
+        rtol=1e-6,
+    )
