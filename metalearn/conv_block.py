@@ -135,7 +135,7 @@ def _conv_backward(x, kernel, dh, block_rows):
     if c_in < conv_matmul.THIN_CHANNELS:
         return conv_matmul._thin_backward((x, kernel), dh)
     matrix = kernel.reshape(9 * c_in, c_out)
-    images = max(1, block_rows // (height * width)) if block_rows > 0 else n
+    images = conv_matmul.block_images(n, height, width, block_rows)
     d_kernel = jnp.zeros_like(matrix)
     pieces = []
     for start in range(0, n, images):

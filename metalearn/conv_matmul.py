@@ -82,7 +82,7 @@ def conv3x3(x: jax.Array, kernel: jax.Array, block_rows: int = BLOCK_ROWS):
     if c < THIN_CHANNELS:
         return thin_conv3x3(x, kernel)
     matrix = kernel.reshape(9 * c, kernel.shape[-1])
-    images = max(1, block_rows // (h * w)) if block_rows > 0 else n
+    images = block_images(n, h, w, block_rows)
 
     def one(part):
         return _patches(part) @ matrix
@@ -91,6 +91,13 @@ def conv3x3(x: jax.Array, kernel: jax.Array, block_rows: int = BLOCK_ROWS):
         return one(x)
     # unrolled in the graph: convolutions in lax.map bodies ran 5-30x slower
     return jnp.concatenate([one(x[i : i + images]) for i in range(0, n, images)])
+
+
+def block_images(n: int, h: int, w: int, block_rows: int) -> int:
+    """Images per patches matmul for `block_rows` output pixels (0 = all `n`).
+    `conv_block`'s backward splits the same way, so XLA shares the forward's
+    patches with the weight gradient."""
+    return max(1, block_rows // (h * w)) if block_rows > 0 else n
 
 
 @jax.custom_vjp

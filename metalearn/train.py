@@ -88,7 +88,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.conv_impl={config.conv_impl!r}; use one of "
             f"{embeddings.CONV_IMPLS}."
         )
-    if config.get("cpu_dots", "eigen") not in CPU_DOTS:
+    if config.cpu_dots not in CPU_DOTS:
         raise ConfigError(
             f"config.cpu_dots={config.cpu_dots!r}; use one of {tuple(CPU_DOTS)} "
             "(--config.cpu_dots=eigen)."
@@ -117,7 +117,7 @@ def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
     none elsewhere."""
     if jax.default_backend() != "cpu":
         return None
-    return dict(CPU_DOTS[config.get("cpu_dots", "eigen")]) or None
+    return dict(CPU_DOTS[config.cpu_dots]) or None
 
 
 def make_learner(config: ml_collections.ConfigDict):
