@@ -4,7 +4,7 @@ r"""Meta-training episodes/s and peak RSS of the few-shot learners' step.
         [--learner=protonet] [--way=5] [--shot=1] [--query=15] [--meta_batch=32] \
         [--episode_group=1] [--episode_loop=unroll|scan] [--chunk=0] \
         [--conv_impl=auto] [--cpu_dots=eigen|ynn] [--first_order] \
-        [--remat] \
+        [--remat] [--noblock_vjp] [--inner_steps=1] [--inner_lr=0.4] \
         [--seconds=20] [--repeats=3]
 
 Issue 4's protocol, one learner per process (peak RSS is per process):
@@ -12,6 +12,9 @@ Issue 4's protocol, one learner per process (peak RSS is per process):
     --learner=maml                  (second order, one inner SGD step, lr 0.4)
     --learner=maml --first_order
     --learner=maml --remat          (jax.checkpoint around the inner step)
+What the checkpoint does to memory shows at several inner steps, e.g.
+    --learner=maml --way=20 --shot=5 --query=5 --meta_batch=16 \
+        --inner_steps=5 --inner_lr=0.1 [--remat]
 and `--episode_group=0` for the plain path (the whole vmapped meta-batch
 differentiated at once). The PyTorch per-task loop on the same workload:
 `.venv-peers/bin/python benchmarks/peers/metalearn_peers.py`.
@@ -53,6 +56,11 @@ _LEARNER = flags.DEFINE_enum(
 )
 _FIRST_ORDER = flags.DEFINE_bool("first_order", False, "MAML: first order.")
 _REMAT = flags.DEFINE_bool("remat", False, "MAML: jax.checkpoint inner steps.")
+_BLOCK_VJP = flags.DEFINE_bool(
+    "block_vjp", True, "MAML: hand-written block backward where differentiated once."
+)
+_INNER_STEPS = flags.DEFINE_integer("inner_steps", 1, "MAML: inner SGD steps.")
+_INNER_LR = flags.DEFINE_float("inner_lr", 0.4, "MAML: inner SGD learning rate.")
 _WAY = flags.DEFINE_integer("way", 5, "Training ways.")
 _SHOT = flags.DEFINE_integer("shot", 1, "Training shots.")
 _QUERY = flags.DEFINE_integer("query", 15, "Queries per class.")
@@ -94,8 +102,9 @@ def main(argv) -> None:
     config = modules[_LEARNER.value].get_config("quick")
     if _LEARNER.value == "maml":  # one inner SGD step, lr 0.4 (the issue's protocol)
         config.test_way = _WAY.value
-        config.inner_steps, config.inner_lr = 1, 0.4
+        config.inner_steps, config.inner_lr = _INNER_STEPS.value, _INNER_LR.value
         config.first_order, config.remat = _FIRST_ORDER.value, _REMAT.value
+        config.block_vjp = _BLOCK_VJP.value
     config.train_way, config.train_shot = _WAY.value, _SHOT.value
     config.train_query, config.meta_batch = _QUERY.value, _META_BATCH.value
     config.chunk = _CHUNK.value
@@ -152,6 +161,8 @@ def main(argv) -> None:
                 "episode_loop": config.episode_loop,
                 "first_order": _FIRST_ORDER.value,
                 "remat": _REMAT.value,
+                "inner_steps": config.get("inner_steps"),
+                "block_vjp": config.get("block_vjp"),
                 "median_episodes_per_second": statistics.median(rates),
                 "images_per_second": statistics.median(rates)
                 * _WAY.value

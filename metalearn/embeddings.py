@@ -193,10 +193,11 @@ def apply(
         ReLU and pool with one hand-written backward) instead of leaving the
         backward to autodiff; the same gradients up to rounding. None: on
         with `conv_impl` `matmul` in `batch` mode (ProtoNets, Matching Nets),
-        off otherwise: MAML's second order differentiates that backward
-        inside its `lax.scan` inner loop, where at tied pool windows it
-        gives a different subgradient (1.7e-3 relative on Omniglot; README,
-        "Speed and memory").
+        off otherwise. MAML (`transductive`) sets it per forward: on where the
+        forward is differentiated once, off for second order's support
+        forward, whose backward is differentiated again inside `lax.scan`,
+        where at tied pool windows it gives a different subgradient (1.7e-3
+        relative on Omniglot; README, "Speed and memory").
 
     Returns:
       (features (E, B, D), new_stats); new_stats is `stats` unless mode=`batch`.

@@ -99,6 +99,11 @@ class MAML:
       chunk: conv batch chunk size, 0 = none (a CPU speed knob).
       conv_impl: `auto`, `xla`, `winograd` or `matmul` (`embeddings.CONV_IMPLS`,
         a CPU speed knob).
+      block_vjp: with the matmul conv, give every forward that is
+        differentiated only once the hand-written block backward
+        (`conv_block.py`): the query forward, and the support forward under
+        `first_order`. The support forward of second-order MAML keeps
+        autodiff's backward, which the meta-gradient differentiates again.
     """
 
     n_way: int = 5
@@ -115,6 +120,7 @@ class MAML:
     task_loop: str = "unroll"
     chunk: int = 0
     conv_impl: str = "auto"
+    block_vjp: bool = True
 
     def init(self, key: jax.Array):
         key_conv, key_head = jax.random.split(key)
@@ -133,21 +139,26 @@ class MAML:
             )
         return params, stats
 
-    def forward(self, net, stats, x: jax.Array) -> jax.Array:
-        """(B, H, W, C) images of one task -> (B, n_way) logits."""
+    def forward(self, net, stats, x: jax.Array, once: bool = False) -> jax.Array:
+        """(B, H, W, C) images of one task -> (B, n_way) logits.
+
+        `once`: this forward is differentiated at most once, so it may use the
+        hand-written block backward (`block_vjp`)."""
+        conv_impl = embeddings.resolve_conv_impl(self.conv_impl)
         features, _ = embeddings.apply(
             net["conv"],
             stats,
             x[None],
             mode="transductive",
             chunk=self.chunk,
-            conv_impl=self.conv_impl,
+            conv_impl=conv_impl,
+            block_vjp=once and self.block_vjp and conv_impl == "matmul",
         )
         return features[0] @ net["head"]["w"] + net["head"]["b"]
 
     def _adapt(self, params, stats, support_x, support_y, steps: int):
         def loss_fn(net, x, y):
-            logits = self.forward(net, stats, x)
+            logits = self.forward(net, stats, x, once=self.first_order)
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
         return adapt(
@@ -165,7 +176,7 @@ class MAML:
     def _logits(self, params, stats, episodes: Episode, steps: int) -> jax.Array:
         def one(support_x, support_y, query_x):
             net = self._adapt(params, stats, support_x, support_y, steps)
-            return self.forward(net, stats, query_x)
+            return self.forward(net, stats, query_x, once=True)
 
         if self.task_loop == "vmap":
             return jax.vmap(one)(

@@ -132,6 +132,7 @@ def make_learner(config: ml_collections.ConfigDict):
             first_order=config.first_order,
             meta_sgd=config.meta_sgd,
             remat=config.remat,
+            block_vjp=config.block_vjp,
             task_loop=config.task_loop,
             chunk=config.chunk,
             conv_impl=config.conv_impl,

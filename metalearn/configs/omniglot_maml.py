@@ -9,7 +9,8 @@ Conv-4 with per-task batch statistics, Adam 1e-3, meta-batch 32 (5-way) or 16
 (20-way), inner SGD lr 0.4 with 1 step (5-way) or lr 0.1 with 5 steps (20-way),
 3 inner steps at test (5-way; 5 for 20-way), 60000 meta-iterations.
 Switches: `--config.first_order=True`, `--config.meta_sgd=True`,
-`--config.remat=True` (recompute inner steps in the backward pass).
+`--config.remat=True` (recompute inner steps in the backward pass),
+`--config.block_vjp=False` (autodiff's backward everywhere; `maml.MAML`).
 """
 
 from metalearn.configs.fewshot import base_config
@@ -27,6 +28,7 @@ def get_config(variant: str = "quick"):
     config.first_order = False
     config.meta_sgd = False
     config.remat = False
+    config.block_vjp = True  # hand-written block backward where differentiated once
     config.task_loop = "unroll"  # or "vmap" (grouped convs, slow on CPU)
     config.eval_chunk = 4  # unrolled tasks per evaluation call (compile time)
     config.lr_halve_every = 10**9  # constant meta learning rate
