@@ -18,8 +18,8 @@ the pooled extremes and the mask), so each piece runs once:
             input gradient is rstd * (g - mean(g) - xhat * mean(g * xhat)),
             both means over the full map; they are sums over the pooled map
             (g vanishes elsewhere), so the only full-map pass is the one
-            that writes dL/dh. The conv's backward is the patches' weight
-            gradient and col2im (`conv_matmul.py`).
+            that writes dL/dh. The conv's backward is
+            `conv_matmul.conv3x3_backward`.
 
 Every op in the backward is differentiable JAX, so a second derivative
 through it equals autodiff's (the mask, like `max`'s, is constant almost
@@ -121,28 +121,10 @@ def _bwd(episodes, block_rows, epsilon, residuals, cotangents):
     he = h.reshape(episodes, -1, height, width, c)
     g_full = g_full.reshape(he.shape)
     dh = rstd * (g_full - g_mean - (he - mean) * rstd * gx_mean)
-    dx, d_kernel = _conv_backward(x, kernel, dh.reshape(h.shape), block_rows)
+    dx, d_kernel = conv_matmul.conv3x3_backward(
+        x, kernel, dh.reshape(h.shape), block_rows
+    )
     return dx, d_kernel, d_gamma, d_beta
 
 
 _block.defvjp(_fwd, _bwd)
-
-
-def _conv_backward(x, kernel, dh, block_rows):
-    """(dL/dx, dL/dkernel) of `conv_matmul.conv3x3(x, kernel, block_rows)`."""
-    n, height, width, c_in = x.shape
-    c_out = kernel.shape[-1]
-    if c_in < conv_matmul.THIN_CHANNELS:
-        return conv_matmul._thin_backward((x, kernel), dh)
-    matrix = kernel.reshape(9 * c_in, c_out)
-    images = conv_matmul.block_images(n, height, width, block_rows)
-    d_kernel = jnp.zeros_like(matrix)
-    pieces = []
-    for start in range(0, n, images):
-        part, grad = x[start : start + images], dh[start : start + images]
-        grad = grad.reshape(-1, c_out)
-        d_kernel = d_kernel + conv_matmul._patches(part).reshape(-1, 9 * c_in).T @ grad
-        taps = (grad @ matrix.T).reshape(part.shape[0], height, width, 3, 3, c_in)
-        pieces.append(conv_matmul.col2im(taps))
-    dx = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
-    return dx, d_kernel.reshape(kernel.shape)

@@ -1,21 +1,30 @@
 r"""Conv-4's 3x3 convolutions and 2x2 max-pools in shapes XLA:CPU runs well.
 
-A 3x3 'SAME' convolution is the textbook im2col lowering (Chellapilla, Puri &
-Simard 2006, "High Performance Convolutional Neural Networks for Document
-Processing"): 9 shifted copies of the padded input side by side, times a
-(9 * C_in, C_out) matrix. `jax.grad` of it is two matmuls -- the weight
-gradient (patches^T x output gradient) and the patch gradient (output
-gradient x W^T) folded back into the image by the transposes of the slices
-(col2im) -- and MAML's grad of grad differentiates those matmuls again, so
-every order of derivative stays a plain matmul. XLA:CPU's own convolution
-reaches about half the GFLOP/s of its matmuls here (53 vs 90-110 on this
-2-core CPU), and its weight gradient of a 1-channel input (Conv-4's first
-layer) is 4x slower than the patches matmul.
+A 3x3 'SAME' convolution as matmuls. The textbook im2col lowering
+(Chellapilla, Puri & Simard 2006, "High Performance Convolutional Neural
+Networks for Document Processing") writes 9 shifted copies of the input side
+by side, (pixels, 9 * C_in), times a (9 * C_in, C_out) matrix. Here only the
+3 taps of each row are copied: the row patches (pixels, 3 * C_in) times a
+(3 * C_in, 3 * C_out) matrix whose column block i is kernel row i give each
+pixel's contribution to the output rows above, at and below it, and the
+three blocks, shifted by one row, are summed (`_row_conv`): the same
+multiply-adds on a third of the patch memory, and a matmul of 192 x 192
+instead of 576 x 64 for Conv-4. Its backward (`conv3x3_backward`) shifts the
+output gradient the other way, then runs two matmuls (the weight gradient,
+row patches^T x that gradient, and the row patches' gradient) and folds the
+latter back by 3 shifted sums; autodiff of `conv3x3` gives the same
+operations, and MAML's grad of grad differentiates those matmuls again, so
+every order of derivative stays a plain matmul. On Conv-4's 14x14 layer (80
+images of 64 channels, forward + backward in a `lax.scan`, Eigen dots, median
+of 12) the row taps took 36.5 ms against 51.8 for 9-tap im2col, 8.5 vs 11.8
+on the 7x7 layer. XLA:CPU's own convolution reaches about half the GFLOP/s of
+its matmuls here (53 vs 90-110 on this 2-core CPU), and its weight gradient
+of a 1-channel input (Conv-4's first layer) is 4x slower than the patches
+matmul.
 
-The patch matrix of a large map (80 images of 14x14x64: 36 MB) does not stay
-in cache, so `conv3x3` multiplies it in blocks of about `BLOCK_ROWS` output
-pixels (shared/PERF-NOTES.md: cache blocking matters more than anything else
-on this CPU).
+The patch matrix of a large map does not stay in cache, so `conv3x3`
+multiplies it in blocks of about `BLOCK_ROWS` output pixels (shared/
+PERF-NOTES.md: cache blocking matters more than anything else on this CPU).
 
 `max_pool_2x2` is the reshape-and-max pool with a hand-written backward: the
 forward also records each window's first maximum (row-major, int8), and the
@@ -34,8 +43,8 @@ everywhere).
 Measured on this 2-core CPU (one 80-image episode's forward + backward, XLA
 profiler): the first layer's autodiff weight gradient transposed the whole
 64 x 62,720 output gradient (40 ms; `thin_conv3x3` avoids it), and one
-un-blocked patches matmul on the 14x14 layer ran 100 vs 65 ms for 16-image
-blocks. Whole-step numbers: README.md, "Speed and memory".
+un-blocked 9-tap patches matmul on the 14x14 layer ran 100 vs 65 ms for
+16-image blocks. Whole-step numbers: README.md, "Speed and memory".
 """
 
 from __future__ import annotations
@@ -50,13 +59,43 @@ BLOCK_ROWS = 16 * 14 * 14
 THIN_CHANNELS = 8  # inputs with fewer channels are never split into blocks
 
 
-def _patches(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) -> (N, H, W, 9 * C): each pixel's 3x3 'SAME' neighbourhood,
-    ordered (row, column, channel) as an HWIO kernel flattens."""
-    _, h, w, _ = x.shape
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+def _row_patches(x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, H, W, 3 * C): each pixel's row of 3 'SAME' taps
+    (left, centre, right; zeros past the edges), ordered (column, channel)."""
+    return jnp.concatenate([_shift(x, j - 1, axis=2) for j in range(3)], axis=-1)
+
+
+def _row_matrix(kernel: jax.Array) -> jax.Array:
+    """(3, 3, C_in, C_out) HWIO -> (3 * C_in, 3 * C_out): kernel row i is
+    column block i, its (column, channel) rows matching `_row_patches`."""
+    c_in, c_out = kernel.shape[2:]
+    rows = [kernel[i].reshape(3 * c_in, c_out) for i in range(3)]
+    return jnp.concatenate(rows, axis=1)
+
+
+def _shift(x: jax.Array, offset: int, axis: int) -> jax.Array:
+    """`y` with `y[..., k, ...] = x[..., k + offset, ...]` along `axis`, zero
+    where that falls outside (offset -1, 0 or 1)."""
+    if offset == 0:
+        return x
+    size = x.shape[axis]
+    zero = jnp.zeros_like(jax.lax.slice_in_dim(x, 0, 1, axis=axis))
+    if offset > 0:
+        return jnp.concatenate(
+            [jax.lax.slice_in_dim(x, 1, size, axis=axis), zero], axis
+        )
     return jnp.concatenate(
-        [padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1
+        [zero, jax.lax.slice_in_dim(x, 0, size - 1, axis=axis)], axis
+    )
+
+
+def _row_conv(x: jax.Array, matrix: jax.Array, c_out: int) -> jax.Array:
+    """The row-tap convolution of the module docstring: one matmul of the
+    row patches by `_row_matrix(kernel)`, then each kernel row's outputs
+    shifted to the output row they belong to and summed."""
+    y = _row_patches(x) @ matrix
+    return sum(
+        _shift(y[..., i * c_out : (i + 1) * c_out], i - 1, axis=1) for i in range(3)
     )
 
 
@@ -81,21 +120,57 @@ def conv3x3(x: jax.Array, kernel: jax.Array, block_rows: int = BLOCK_ROWS):
     n, h, w, c = x.shape
     if c < THIN_CHANNELS:
         return thin_conv3x3(x, kernel)
-    matrix = kernel.reshape(9 * c, kernel.shape[-1])
+    c_out = kernel.shape[-1]
+    matrix = _row_matrix(kernel)
     images = block_images(n, h, w, block_rows)
-
-    def one(part):
-        return _patches(part) @ matrix
-
     if images >= n:
-        return one(x)
+        return _row_conv(x, matrix, c_out)
     # unrolled in the graph: convolutions in lax.map bodies ran 5-30x slower
-    return jnp.concatenate([one(x[i : i + images]) for i in range(0, n, images)])
+    return jnp.concatenate(
+        [_row_conv(x[i : i + images], matrix, c_out) for i in range(0, n, images)]
+    )
+
+
+def conv3x3_backward(x, kernel, grad, block_rows: int = BLOCK_ROWS):
+    """(dL/dx, dL/dkernel) of `conv3x3(x, kernel, block_rows)` for the
+    output gradient `grad`, each block as the forward split it (so XLA
+    shares the forward's row patches): the transposes of `_row_conv`'s
+    shifts give each kernel row's output gradient, then two matmuls (the
+    weight gradient and the row patches' gradient) and the row patches'
+    transpose (3 shifted sums)."""
+    n, h, w, c_in = x.shape
+    if c_in < THIN_CHANNELS:
+        return _thin_backward((x, kernel), grad)
+    c_out = kernel.shape[-1]
+    matrix = _row_matrix(kernel)
+    images = block_images(n, h, w, block_rows)
+    d_matrix = jnp.zeros_like(matrix)
+    pieces = []
+    for start in range(0, n, images):
+        part, g = x[start : start + images], grad[start : start + images]
+        g_rows = jnp.concatenate([_shift(g, 1 - i, axis=1) for i in range(3)], -1)
+        g_rows = g_rows.reshape(-1, 3 * c_out)
+        d_matrix = d_matrix + _row_patches(part).reshape(-1, 3 * c_in).T @ g_rows
+        d_patches = (g_rows @ matrix.T).reshape(*part.shape[:3], 3 * c_in)
+        pieces.append(
+            sum(
+                _shift(d_patches[..., j * c_in : (j + 1) * c_in], 1 - j, axis=2)
+                for j in range(3)
+            )
+        )
+    dx = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
+    d_kernel = jnp.stack(
+        [
+            d_matrix[:, i * c_out : (i + 1) * c_out].reshape(3, c_in, c_out)
+            for i in range(3)
+        ]
+    )
+    return dx, d_kernel
 
 
 def block_images(n: int, h: int, w: int, block_rows: int) -> int:
     """Images per patches matmul for `block_rows` output pixels (0 = all `n`).
-    `conv_block`'s backward splits the same way, so XLA shares the forward's
+    `conv3x3_backward` splits the same way, so XLA shares the forward's
     patches with the weight gradient."""
     return max(1, block_rows // (h * w)) if block_rows > 0 else n
 
@@ -154,7 +229,7 @@ def _thin_backward(residuals, grad):
 def col2im(taps: jax.Array) -> jax.Array:
     """(N, H, W, 3, 3, C) gradients of each pixel's 3x3 'SAME' patch ->
     (N, H, W, C) input gradient: each tap shifted back onto the pixel it
-    read, summed (the transpose of `_patches`)."""
+    read, summed (the transpose of the 9-tap patches)."""
     padded = sum(
         jnp.pad(taps[:, :, :, i, j], ((0, 0), (i, 2 - i), (j, 2 - j), (0, 0)))
         for i in range(3)

@@ -27,8 +27,15 @@ def random_case(key, n, h, w, c_in, c_out):
 
 
 # (N, H, W, C_in, C_out, block_rows): thin inputs (the custom-VJP path), a wide
-# one split into blocks of 2 images with a remainder, odd sizes
-CASES = [(2, 5, 4, 1, 3, 0), (1, 3, 4, 3, 2, 0), (5, 3, 5, 9, 4, 30)]
+# one split into blocks of 2 images with a remainder, odd sizes, one-pixel
+# rows and columns (every row tap but the centre falls off the map)
+CASES = [
+    (2, 5, 4, 1, 3, 0),
+    (1, 3, 4, 3, 2, 0),
+    (5, 3, 5, 9, 4, 30),
+    (3, 1, 1, 8, 5, 0),
+    (2, 1, 3, 8, 2, 3),
+]
 
 
 @pytest.mark.parametrize("n, h, w, c_in, c_out, rows", CASES)
@@ -54,6 +61,10 @@ def test_conv_and_gradients_equal_lax(key, n, h, w, c_in, c_out, rows):
     assert out.shape == (n, h, w, c_out)
     np.testing.assert_allclose(out, want, atol=1e-5, rtol=1e-5)
     for got, ref in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
+    # the hand-written backward (conv_block's) gives autodiff's gradients
+    backward = jax.jit(conv_matmul.conv3x3_backward, static_argnums=3)
+    for got, ref in zip(backward(x, kernel, cotangent, rows), want_grads, strict=True):
         np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
 
 

@@ -109,7 +109,9 @@ def test_cpu_dots_option_keeps_ynnpack_off_the_step_matmuls():
         dots[name] = sum("__ynn_fusion" in x and "dot_general" in x for x in lines)
         results[name] = compiled(state, batch, jax.random.key(1))
     assert dots["eigen"] == 0 and dots["ynn"] > 0
-    chex.assert_trees_all_close(results["eigen"], results["ynn"], rtol=1e-4, atol=1e-6)
+    # the same step up to float32 summation order (gradient entries near zero
+    # differ by ~1e-5 of the largest)
+    chex.assert_trees_all_close(results["eigen"], results["ynn"], rtol=1e-4, atol=1e-5)
     config.cpu_dots = "mkl"
     with pytest.raises(ConfigError, match="config.cpu_dots"):
         train.validate_config(config)
