@@ -100,7 +100,7 @@ def main(argv) -> None:
         "maml": omniglot_maml,
     }
     config = modules[_LEARNER.value].get_config("quick")
-    if _LEARNER.value == "maml":  # one inner SGD step, lr 0.4 (the protocol)
+    if _LEARNER.value == "maml":  # defaults: 1 inner SGD step, lr 0.4 (the protocol)
         config.test_way = _WAY.value
         config.inner_steps, config.inner_lr = _INNER_STEPS.value, _INNER_LR.value
         config.first_order, config.remat = _FIRST_ORDER.value, _REMAT.value

@@ -26,8 +26,9 @@ through it equals autodiff's (the mask, like `max`'s, is constant almost
 everywhere; tests/metalearn/test_conv_block.py). Inside a `lax.scan` (MAML's
 inner loop) the second derivative takes a different subgradient at tied
 windows (as the older `custom_vjp` pool does, to a smaller degree), so
-`embeddings.apply` uses this block only with batch statistics (ProtoNets,
-Matching Nets) by default. The batch mean and variance
+`embeddings.apply` uses this block by default only with batch statistics
+(ProtoNets, Matching Nets), and MAML only on the forwards it differentiates
+once (`maml.MAML.block_vjp`). The batch mean and variance
 come out as well, for BatchNorm's running averages, and carry no gradient
 (`block` stops it).
 

@@ -15,12 +15,12 @@ row patches^T x that gradient, and the row patches' gradient) and folds the
 latter back by 3 shifted sums; autodiff of `conv3x3` gives the same
 operations, and MAML's grad of grad differentiates those matmuls again, so
 every order of derivative stays a plain matmul. On Conv-4's 14x14 layer (80
-images of 64 channels, forward + backward in a `lax.scan`, Eigen dots, median
-of 12) the row taps took 36.5 ms against 51.8 for 9-tap im2col, 8.5 vs 11.8
-on the 7x7 layer. XLA:CPU's own convolution reaches about half the GFLOP/s of
-its matmuls here (53 vs 90-110 on this 2-core CPU), and its weight gradient
-of a 1-channel input (Conv-4's first layer) is 4x slower than the patches
-matmul.
+images of 64 channels in 16-image blocks, forward + backward in a
+`lax.scan`, Eigen dots, median of 12) the row taps took 36.5 ms against 51.8
+for 9-tap im2col, 8.5 vs 11.8 on the 7x7 layer. XLA:CPU's own convolution
+reaches about half the GFLOP/s of its matmuls here (53 vs 90-110 on this
+2-core CPU), and its weight gradient of a 1-channel input (Conv-4's first
+layer) is 4x slower than the patches matmul.
 
 The patch matrix of a large map does not stay in cache, so `conv3x3`
 multiplies it in blocks of about `BLOCK_ROWS` output pixels (shared/
@@ -54,7 +54,8 @@ import jax.numpy as jnp
 
 # output pixels per patches matmul: 16 images of Conv-4's 14x14 map (one
 # ProtoNet episode's gradient: 151-156 ms with blocks of 1,568-3,136 pixels,
-# 172 ms with 6,272, 209 ms unblocked)
+# 172 ms with 6,272, 209 ms unblocked; measured with 9-tap im2col, not
+# re-tuned for the row taps)
 BLOCK_ROWS = 16 * 14 * 14
 THIN_CHANNELS = 8  # inputs with fewer channels are never split into blocks
 
